@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 
 @dataclass(frozen=True)
@@ -34,3 +34,188 @@ class ModelSpec:
     @classmethod
     def field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in fields(cls))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# evalsuite.toml
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from evalsuite.bench import BenchSpec  # noqa: E402
+from evalsuite.errors import InputError  # noqa: E402
+
+DEFAULT_CONFIG = "evalsuite.toml"
+_MODEL_FIELDS = ModelSpec.field_names() - {"name", "extra"}
+_BENCH_FIELDS = frozenset(BenchSpec.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class JudgingOptions:
+    template: str | None = None  # a template name or file; None: picked per category and turn
+    mode: str = "strict"  # swap reconciliation: strict | average
+    pairs: str = "baseline"  # baseline: each candidate vs the baseline; all: every pair of models too
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    bench: BenchSpec
+    models: dict[str, ModelSpec]
+    judge: ModelSpec
+    judging: JudgingOptions
+    run_dir: Path
+    manifest: Path
+    checkpoint_backend: str  # backend for manifest checkpoints: hf (CPU/GPU) or vllm (GPU)
+    seed: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def model_names(self) -> list[str]:
+        return sorted(self.models)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``models.dpo.max_tokens=512`` -> (["models", "dpo", "max_tokens"], 512); the value is read as TOML, else a string."""
+    if "=" not in text:
+        raise InputError(f"override {text!r} is not KEY=VALUE", fix="e.g. --set judge.concurrency=64")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return [k for k in key.strip().split(".") if k], parsed
+
+
+def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = raw
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise InputError(f"cannot set {'.'.join(keys)}: {k} is not a table", fix="check the key path")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, run_dir: str | Path | None = None) -> Config:
+    """Read ``evalsuite.toml`` (or ``path``), apply ``--set`` overrides, and check every key."""
+    cfg_path: Path | None = Path(path) if path else (Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None)
+    raw: dict[str, Any] = {}
+    if cfg_path is not None:
+        if not cfg_path.is_file():
+            raise InputError(f"no such config file {str(cfg_path)!r}", fix="pass --config PATH or create evalsuite.toml")
+        try:
+            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"invalid TOML ({exc})", where=str(cfg_path), fix="fix the syntax") from None
+    for ov in overrides:
+        apply_override(raw, *parse_override(ov))
+    where = str(cfg_path) if cfg_path else "config"
+    known_sections = {"bench", "models", "judge", "run", "train", "judging"}
+    unknown = sorted(set(raw) - known_sections)
+    if unknown:
+        raise InputError(f"unknown section(s) {unknown}", where=where, fix=f"use {sorted(known_sections)}")
+
+    bench_raw = dict(raw.get("bench", {}))
+    bad = sorted(set(bench_raw) - _BENCH_FIELDS)
+    if bad:
+        raise InputError(f"unknown [bench] key(s) {bad}", where=where, fix=f"use {sorted(_BENCH_FIELDS)}")
+    if "categories" in bench_raw:
+        cats = bench_raw["categories"]
+        bench_raw["categories"] = tuple(cats.split(",") if isinstance(cats, str) else cats)
+    if "path" in bench_raw and "name" not in bench_raw:
+        bench_raw["name"] = None
+    bench = BenchSpec(**bench_raw)
+
+    models = {name: model_spec(name, table, where=where) for name, table in raw.get("models", {}).items()}
+    judge_table = dict(raw.get("judge", {}))
+    judging_keys = set(JudgingOptions.__dataclass_fields__)
+    judging_raw = {k: judge_table.pop(k) for k in list(judge_table) if k in judging_keys - _MODEL_FIELDS}
+    judging_raw.update(raw.get("judging", {}))
+    judge_table.setdefault("max_tokens", 2048)
+    judge_table.setdefault("temperature", 0.0)
+    judge_table.setdefault("concurrency", 32)
+    judge = model_spec("judge", judge_table, where=where)
+    try:
+        judging = JudgingOptions(**judging_raw)
+    except TypeError as exc:
+        raise InputError(f"bad [judging] key: {exc}", where=where, fix=f"use {sorted(judging_keys)}") from None
+    if judging.mode not in ("strict", "average"):
+        raise InputError(f"judge.mode {judging.mode!r}", where=where, fix="use strict or average")
+    if judging.pairs not in ("baseline", "all"):
+        raise InputError(f"judge.pairs {judging.pairs!r}", where=where, fix="use baseline or all")
+
+    run = raw.get("run", {})
+    train = raw.get("train", {})
+    rd = Path(run_dir or run.get("dir", "runs/default"))
+    manifest = Path(train.get("manifest", "checkpoints/manifest.json"))
+    return Config(
+        path=cfg_path,
+        bench=bench,
+        models=models,
+        judge=judge,
+        judging=judging,
+        run_dir=rd,
+        manifest=manifest,
+        checkpoint_backend=str(train.get("backend", "hf")),
+        seed=int(run.get("seed", 0)),
+        raw=raw,
+    )
+
+
+def model_spec(name: str, table: dict[str, Any], *, where: str = "config") -> ModelSpec:
+    if not isinstance(table, dict):
+        raise InputError(f"[models.{name}] must be a table", where=where, fix="see the README's config example")
+    values = dict(table)
+    extra = {k: values.pop(k) for k in list(values) if k not in _MODEL_FIELDS}
+    unknown = sorted(k for k in extra if k != "label")
+    if unknown:
+        raise InputError(
+            f"unknown key(s) {unknown} for model {name!r}", where=where, fix=f"use {sorted(_MODEL_FIELDS)}"
+        )
+    values.setdefault("model", name)
+    try:
+        return ModelSpec(name=name, extra=extra, **values)
+    except TypeError as exc:
+        raise InputError(f"model {name!r}: {exc}", where=where, fix="check the key types") from None
+
+
+def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
+    """Expand user-facing names: a [models] entry, or a manifest checkpoint / variant (``dpo`` -> every trained beta)."""
+    from evalsuite.manifest import expand_name, read_manifest, resolve_path
+
+    entries = None
+    out: list[ModelSpec] = []
+    for name in names:
+        if name in config.models:
+            out.append(config.models[name])
+            continue
+        if entries is None:
+            entries = read_manifest(config.manifest)
+        found = expand_name(entries, name)
+        if not found:
+            known = sorted(set(config.models) | {e.name for e in entries} | {e.variant for e in entries})
+            raise InputError(
+                f"unknown model {name!r}",
+                where=str(config.path or "config"),
+                fix=f"define [models.{name}] or train it (evalsuite train); known: {', '.join(known) or 'none'}",
+            )
+        for e in found:
+            path = str(resolve_path(config.manifest, e))
+            if e.adapter:
+                base = e.base or ""
+                base_path = Path(base) if Path(base).is_absolute() else config.manifest.parent / base
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=str(base_path), adapter=path))
+            else:
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=path))
+    seen: set[str] = set()
+    unique = []
+    for s in out:
+        if s.name not in seen:
+            seen.add(s.name)
+            unique.append(s)
+    return unique

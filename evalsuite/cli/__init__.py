@@ -1,0 +1,74 @@
+"""The ``evalsuite`` command line: wiring only. Commands live in small modules and import heavy code lazily, so
+``evalsuite --help``, ``report`` and ``gate`` start fast. An ``InputError`` anywhere becomes one line on stderr and
+exit code 2; whatever was already computed stays in the run store."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from evalsuite import __version__
+from evalsuite.errors import InputError
+
+# command name -> "module:attribute"; imported only when the command runs (or --help lists it).
+_COMMANDS: dict[str, str] = {
+    "compare": "evalsuite.cli._run:compare_cmd",
+    "generate": "evalsuite.cli._run:generate_cmd",
+    "judge": "evalsuite.cli._run:judge_cmd",
+    "report": "evalsuite.cli._report:report_cmd",
+    "gate": "evalsuite.cli._report:gate_cmd",
+    "agreement": "evalsuite.cli._report:agreement_cmd",
+    "export": "evalsuite.cli._interop:export_cmd",
+    "import-answers": "evalsuite.cli._interop:import_answers_cmd",
+    "import-judgments": "evalsuite.cli._interop:import_judgments_cmd",
+    "demo": "evalsuite.cli._demo:demo_cmd",
+    "train": "evalsuite.cli._train:train_cmd",
+    "data": "evalsuite.cli._data:data_group",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = _COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="evalsuite")
+def cli() -> None:
+    """LLM-as-judge evaluation for post-training: did DPO/SimPO/IPO/KTO beat SFT, and is it real?
+
+    \b
+      evalsuite compare sft dpo simpo          # generate, judge both orders, leaderboard
+      evalsuite gate --baseline sft --candidate dpo --min-win-rate 0.5
+      evalsuite report --format md > LEADERBOARD.md
+      evalsuite demo                           # the whole pipeline on tiny local models, CPU only
+
+    Exit codes: 0 success, 1 gate failed, 2 usage or input error.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="evalsuite", standalone_mode=False)
+    except InputError as exc:
+        click.echo(f"evalsuite: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("evalsuite: interrupted; finished work is saved — re-run the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("evalsuite: interrupted; finished work is saved — re-run the same command to resume", err=True)
+        sys.exit(130)

@@ -1,0 +1,177 @@
+"""``compare``, ``generate`` and ``judge``: the pipeline's verbs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import click
+
+from evalsuite.config import Config, load_config
+
+_common_options: list[Callable[[Any], Any]] = [
+    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Project file (default: ./evalsuite.toml)."),
+    click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory (default: run.dir or runs/default)."),
+    click.option("--bench", "bench_name", help="Bundled benchmark name (default mtb-style)."),
+    click.option("--questions", "bench_path", type=click.Path(dir_okay=False), help="A question.jsonl (project or FastChat shape)."),
+    click.option("--limit", type=int, help="First N questions of each category."),
+    click.option("--categories", help="Comma-separated categories to keep."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. --set judge.concurrency=64 (repeatable)."),
+]
+
+
+def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_common_options):
+        fn = opt(fn)
+    return fn
+
+
+def build_config(config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
+                 limit: int | None, categories: str | None, overrides: Sequence[str], extra: Sequence[str] = ()) -> Config:
+    sets = list(overrides) + list(extra)
+    if bench_name:
+        sets.append(f'bench.name="{bench_name}"')
+    if bench_path:
+        sets += [f"bench.path={_toml_str(bench_path)}"]
+    if limit is not None:
+        sets.append(f"bench.limit={limit}")
+    if categories:
+        sets.append(f"bench.categories={_toml_str(categories)}")
+    return load_config(config_path, sets, run_dir=run_dir)
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
+    from evalsuite.progress import StageProgress
+
+    def make(description: str, total: int) -> StageProgress:
+        return StageProgress(description, total, enabled=False if quiet else None)
+
+    return make
+
+
+@click.command("compare")
+@click.argument("baseline")
+@click.argument("candidates", nargs=-1, required=True)
+@common_options
+@click.option("--mode", type=click.Choice(["strict", "average"]), help="Swap reconciliation (default strict, MT-Bench's rule).")
+@click.option("--template", help="Judge template name or file (used for the turn it judges).")
+@click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair.")
+@click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors.")
+@click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for CIs and p-values.")
+@click.option("--bt-rounds", type=int, default=1_000, show_default=True, help="Bootstrap rounds for Bradley-Terry CIs.")
+@click.option("--seed", type=int, help="Seed for every resampling.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
+                bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
+                template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
+                quiet: bool) -> None:
+    """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
+
+    Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
+    Re-running finishes an interrupted run without repeating a finished call.
+    """
+    from evalsuite.compare import run_compare
+    from evalsuite.config import resolve_models
+    from evalsuite.report.results import StatsOptions
+
+    extra = []
+    if mode:
+        extra.append(f'judging.mode="{mode}"')
+    if pairs:
+        extra.append(f'judging.pairs="{pairs}"')
+    if template:
+        extra.append(f"judging.template={_toml_str(template)}")
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides, extra)
+    if seed is not None:
+        config = replace(config, seed=seed)
+    base = resolve_models(config, [baseline])
+    if len(base) != 1:
+        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
+    cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
+    outcome = run_compare(
+        config, base[0], cands, progress=progress_factory(quiet), retry_errors=retry_errors,
+        stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed),
+    )
+    print_summary(outcome.results)
+    click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    table = Table(title=f"vs {results['baseline']} (judge {results.get('judge')}, {results.get('mode')})")
+    for col in ("model", "n", "W", "T", "L", "err", "incons.", "win rate", "CI", "p (Holm)", "consistency", "1st-pos wins", "ties"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for c in results["comparisons"]:
+        h = c.get("health", {})
+        table.add_row(
+            c["model"], str(c["n"]), str(c["wins"]), str(c["ties"]), str(c["losses"]), str(c["errors"]), str(c["inconsistent"]),
+            pct(c.get("win_rate")), f"[{pct(c.get('ci_low'))}, {pct(c.get('ci_high'))}]",
+            "-" if c.get("p_holm") is None else f"{c['p_holm']:.3g}",
+            pct(h.get("consistency")), pct(h.get("first_position_win_share")), pct(h.get("tie_share")),
+        )
+    Console().print(table)
+
+
+@click.command("generate")
+@click.argument("models", nargs=-1, required=True)
+@common_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
+                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], quiet: bool) -> None:
+    """Generate two-turn answers for MODELS into the run store (only what is missing)."""
+    from evalsuite.bench import load_benchmark
+    from evalsuite.config import resolve_models
+    from evalsuite.generate import generate
+    from evalsuite.store import RunStore
+
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
+    specs = resolve_models(config, models)
+    questions = load_benchmark(config.bench)
+    with RunStore(config.run_dir) as store:
+        store.put_questions(questions)
+        for spec in specs:
+            s = generate(spec, questions, store, progress=progress_factory(quiet))
+            click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors", err=True)
+
+
+@click.command("judge")
+@click.argument("baseline")
+@click.argument("candidates", nargs=-1, required=True)
+@common_options
+@click.option("--mode", type=click.Choice(["strict", "average"]))
+@click.option("--template", help="Judge template name or file.")
+@click.option("--pairs", type=click.Choice(["baseline", "all"]))
+@click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors.")
+@click.option("--quiet", is_flag=True)
+def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
+              bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
+              template: str | None, pairs: str | None, retry_errors: bool, quiet: bool) -> None:
+    """Judge stored answers only (no generation): CANDIDATES vs BASELINE in both orders, then write the results.
+
+    Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
+    """
+    from evalsuite.compare import run_compare
+    from evalsuite.config import ModelSpec
+
+    extra = []
+    if mode:
+        extra.append(f'judging.mode="{mode}"')
+    if pairs:
+        extra.append(f'judging.pairs="{pairs}"')
+    if template:
+        extra.append(f"judging.template={_toml_str(template)}")
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides, extra)
+    specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
+    outcome = run_compare(config, specs[0], specs[1:], progress=progress_factory(quiet), retry_errors=retry_errors,
+                          generate_answers=False)
+    print_summary(outcome.results)
+    click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)

@@ -1,0 +1,178 @@
+"""``compare``: the composition of the stages — generate what is missing, judge both orders, compute results, write
+``results.json`` and ``leaderboard.md`` into the run directory. The CLI and the demo both call ``run_compare``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, replace
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from evalsuite import __version__
+from evalsuite.bench import load_benchmark
+from evalsuite.config import Config, ModelSpec
+from evalsuite.generate import GenerationSummary, generate
+from evalsuite.judge._run import JudgeSummary, judge_label, run_judge
+from evalsuite.judge.swap import build_matches
+from evalsuite.judge.templates import load_template
+from evalsuite.records import Match, Question
+from evalsuite.report.results import StatsOptions, build_results, orient_to
+from evalsuite.store import RunStore
+
+ProgressFactory = Callable[[str, int], Any]
+
+RESULTS_FILE = "results.json"
+LEADERBOARD_FILE = "leaderboard.md"
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    results: dict[str, Any]
+    generation: list[GenerationSummary]
+    judging: JudgeSummary | None
+    results_path: Path
+    leaderboard_path: Path
+
+
+def judged_pairs(baseline: str, candidates: Sequence[str], pairs: str) -> list[tuple[str, str]]:
+    out = [(c, baseline) for c in candidates]
+    if pairs == "all":
+        out += list(combinations(candidates, 2))
+    return out
+
+
+def answer_lengths(store: RunStore, models: Sequence[str]) -> dict[str, dict[tuple[str, int], int]]:
+    """Characters per answer turn, for length control and the leaderboard's average length."""
+    out: dict[str, dict[tuple[str, int], int]] = {}
+    for m in models:
+        out[m] = {(qid, i): len(t) for qid, a in store.answers(m).items() for i, t in enumerate(a.turns, 1)}
+    return out
+
+
+def collect_matches(
+    store: RunStore, judge: str, questions: Sequence[Question], baseline: str, candidates: Sequence[str], mode: str
+) -> list[Match]:
+    """The run's matches for this judge, limited to the selected questions and models, oriented for the results."""
+    ids = {q.question_id for q in questions}
+    models = {baseline, *candidates}
+    judgments = [
+        j for j in store.judgments(judge) if j.question_id in ids and j.model_a in models and j.model_b in models
+    ]
+    categories = {q.question_id: q.category for q in questions}
+    return build_matches(judgments, categories, mode, orient_to(baseline, candidates))  # type: ignore[arg-type]
+
+
+def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) -> dict[str, Any]:
+    def cost(spec: ModelSpec, p: int, c: int) -> float | None:
+        if spec.price_input is None and spec.price_output is None:
+            return None
+        return round((p * (spec.price_input or 0) + c * (spec.price_output or 0)) / 1e6, 6)
+
+    models = {}
+    for name, (p, c) in store.usage_by_model().items():
+        if name in specs:
+            models[name] = {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost(specs[name], p, c)}
+    p, c = store.judge_usage().get(judge_label(judge), (0, 0))
+    return {"models": models, "judge": {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost(judge, p, c)}}
+
+
+def compute_results(
+    store: RunStore,
+    config: Config,
+    questions: Sequence[Question],
+    baseline: ModelSpec,
+    candidates: Sequence[ModelSpec],
+    *,
+    stats_options: StatsOptions,
+    judge_name: str | None = None,
+) -> dict[str, Any]:
+    judge = judge_name or judge_label(config.judge)
+    cand_names = [c.name for c in candidates]
+    matches = collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode)
+    lengths = answer_lengths(store, [baseline.name, *cand_names])
+    templates = sorted({(m.xy or m.yx).template + ":" + (m.xy or m.yx).template_hash for m in matches if (m.xy or m.yx)})
+    specs = {s.name: s for s in (baseline, *candidates)}
+    meta = {
+        "evalsuite_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(store.run_dir),
+        "benchmark": {
+            "name": config.bench.path or config.bench.hf_dataset or config.bench.name,
+            "n_questions": len(questions),
+            "categories": sorted({q.category for q in questions}),
+            "question_ids": [q.question_id for q in questions],
+        },
+        "judge": judge,
+        "templates": templates,
+        "mode": config.judging.mode,
+        "pairs": config.judging.pairs,
+        "training": {s.name: s.extra.get("flags", []) for s in candidates if s.extra.get("flags")},
+        "usage": _usage(store, specs, config.judge),
+    }
+    results = build_results(
+        matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, meta=meta
+    )
+    return results
+
+
+def write_outputs(results: Mapping[str, Any], run_dir: Path) -> tuple[Path, Path]:
+    from evalsuite.report.markdown import render_markdown
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rp = run_dir / RESULTS_FILE
+    tmp = rp.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(rp)
+    lp = run_dir / LEADERBOARD_FILE
+    lp.write_text(render_markdown(results), encoding="utf-8")
+    return rp, lp
+
+
+def run_compare(
+    config: Config,
+    baseline: ModelSpec,
+    candidates: Sequence[ModelSpec],
+    *,
+    progress: ProgressFactory,
+    retry_errors: bool = False,
+    stats_options: StatsOptions | None = None,
+    backends: Mapping[str, Any] | None = None,
+    generate_answers: bool = True,
+) -> CompareOutcome:
+    """Generate what is missing, judge every pair in both orders, write results. Safe to re-run at any point."""
+    questions = load_benchmark(config.bench)
+    if config.judging.template:
+        load_template(config.judging.template)  # a bad template fails before any model call
+    store = RunStore(config.run_dir)
+    try:
+        store.put_questions(questions)
+        gen = []
+        for spec in (baseline, *candidates) if generate_answers else ():
+            backend = (backends or {}).get(spec.name)
+            gen.append(generate(spec, questions, store, progress=progress, backend=backend))
+        pairs = judged_pairs(baseline.name, [c.name for c in candidates], config.judging.pairs)
+        summary = run_judge(
+            config.judge,
+            pairs,
+            questions,
+            store,
+            config.judging,
+            progress=progress,
+            retry_errors=retry_errors,
+            backend=(backends or {}).get("__judge__"),
+        )
+        results = compute_results(
+            store, config, questions, baseline, candidates, stats_options=stats_options or StatsOptions(seed=config.seed)
+        )
+        results["generation"] = [g.__dict__ for g in gen]
+        results["judging"] = summary.__dict__
+        rp, lp = write_outputs(results, config.run_dir)
+    finally:
+        store.close()
+    return CompareOutcome(results, gen, summary, rp, lp)
+
+
+def with_run_dir(config: Config, run_dir: str | Path | None) -> Config:
+    return config if run_dir is None else replace(config, run_dir=Path(run_dir))

@@ -1,0 +1,134 @@
+"""Generation: (model, questions) -> two-turn answers, each turn stored as it lands.
+
+Turn 2 is asked with turn 1's reply in the conversation, so it is a follow-up request issued when turn 1 finishes.
+Sampling temperature defaults to MT-Bench's per-category value. What is already stored with the same cache key is
+not asked again; answers imported from files are never regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, Progress, make_backend
+from evalsuite.config import ModelSpec
+from evalsuite.records import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, Question
+from evalsuite.store import AnswerTurn, RunStore
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    model: str
+    requested: int  # calls made (turn 1 and turn 2)
+    cached: int  # turns already stored
+    errors: int  # calls that failed after retries (not stored; a re-run asks them again)
+
+
+def model_identity(spec: ModelSpec) -> dict[str, Any]:
+    """What identifies the model behind a name, for cache keys: changing any of these invalidates stored calls."""
+    return {"backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter}
+
+
+def request_key(identity: dict[str, Any], messages: Sequence[dict[str, str]], **sampling: Any) -> str:
+    blob = json.dumps([identity, list(messages), sampling], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def temperature_for(spec: ModelSpec, question: Question) -> float:
+    if spec.temperature is not None:
+        return spec.temperature
+    return CATEGORY_TEMPERATURE.get(question.category, DEFAULT_TEMPERATURE)
+
+
+def conversation(question: Question, replies: Sequence[str], turn: int) -> tuple[dict[str, str], ...]:
+    """Messages for asking ``turn`` (1-based): earlier user turns with the model's own earlier replies."""
+    msgs: list[dict[str, str]] = []
+    for i in range(turn - 1):
+        msgs.append({"role": "user", "content": question.turns[i]})
+        msgs.append({"role": "assistant", "content": replies[i]})
+    msgs.append({"role": "user", "content": question.turns[turn - 1]})
+    return tuple(msgs)
+
+
+def _turn_request(spec: ModelSpec, question: Question, replies: Sequence[str], turn: int) -> ChatRequest:
+    messages = conversation(question, replies, turn)
+    temperature = temperature_for(spec, question)
+    key = request_key(model_identity(spec), messages, temperature=temperature, max_tokens=spec.max_tokens, seed=spec.seed)
+    return ChatRequest(
+        key=key,
+        messages=messages,
+        temperature=temperature,
+        max_tokens=spec.max_tokens,
+        seed=spec.seed,
+        meta={"question_id": question.question_id, "turn": turn, "adapter": spec.adapter},
+    )
+
+
+def plan_generation(spec: ModelSpec, questions: Sequence[Question], stored: dict[tuple[str, int], AnswerTurn]) -> tuple[list[ChatRequest], int]:
+    """The first missing turn of each question (later turns follow as it lands), and how many turns are cached."""
+    requests: list[ChatRequest] = []
+    cached = 0
+    for q in questions:
+        replies: list[str] = []
+        for turn in range(1, len(q.turns) + 1):
+            have = stored.get((q.question_id, turn))
+            if have is not None and have.backend == "import":
+                replies.append(have.text)
+                cached += 1
+                continue
+            req = _turn_request(spec, q, replies, turn)
+            if have is not None and have.cache_key == req.key:
+                replies.append(have.text)
+                cached += 1
+                continue
+            requests.append(req)
+            break
+    return requests, cached
+
+
+def generate(
+    spec: ModelSpec,
+    questions: Sequence[Question],
+    store: RunStore,
+    *,
+    progress: Callable[[str, int], Any],
+    backend: ChatBackend | None = None,
+) -> GenerationSummary:
+    """Generate every missing answer turn of ``spec`` on ``questions`` into ``store``."""
+    by_id = {q.question_id: q for q in questions}
+    requests, cached = plan_generation(spec, questions, store.answer_turns(spec.name))
+    if not requests:
+        return GenerationSummary(spec.name, 0, cached, 0)
+    backend = backend or make_backend(spec)
+    counts = {"requested": 0, "errors": 0}
+    settings = {"max_tokens": spec.max_tokens, "seed": spec.seed}
+
+    def on_done(req: ChatRequest, result: ChatResult) -> list[ChatRequest] | None:
+        counts["requested"] += 1
+        if result.error is not None:
+            counts["errors"] += 1
+            return None
+        q = by_id[req.meta["question_id"]]
+        turn = req.meta["turn"]
+        store.put_answer_turn(
+            model=spec.name,
+            question_id=q.question_id,
+            turn=turn,
+            text=result.text,
+            cache_key=req.key,
+            backend=spec.backend,
+            settings={**settings, "temperature": req.temperature},
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            seconds=result.latency,
+        )
+        if turn < len(q.turns):
+            replies = [m["content"] for m in req.messages if m["role"] == "assistant"] + [result.text]
+            return [_turn_request(spec, q, replies, turn + 1)]
+        return None
+
+    with progress(f"generate {spec.name}", len(requests)) as bar:
+        backend.run(requests, on_done, bar)
+    return GenerationSummary(spec.name, counts["requested"], cached, counts["errors"])

@@ -1,0 +1,248 @@
+"""The run store: one SQLite database (WAL) per run directory holding every record of the run.
+
+Each finished model call is committed as it lands, so a killed run resumes where it stopped and a re-run of finished
+work makes no model call. Cache keys (hashes of everything that can change a call's output) decide what is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from evalsuite.records import Answer, Judgment, Question
+
+DB_NAME = "evalsuite.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS questions(
+    question_id TEXT PRIMARY KEY, category TEXT NOT NULL, turns TEXT NOT NULL, reference TEXT);
+CREATE TABLE IF NOT EXISTS answer_turns(
+    model TEXT NOT NULL, question_id TEXT NOT NULL, turn INTEGER NOT NULL, text TEXT NOT NULL,
+    cache_key TEXT NOT NULL, backend TEXT NOT NULL, settings TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY(model, question_id, turn));
+CREATE TABLE IF NOT EXISTS judgments(
+    judge TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL, question_id TEXT NOT NULL,
+    turn INTEGER NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL, raw TEXT NOT NULL, verdict TEXT NOT NULL,
+    reason TEXT, p_first REAL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    latency REAL NOT NULL, cache_key TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY(judge, question_id, turn, model_a, model_b));
+"""
+
+
+@dataclass(frozen=True)
+class AnswerTurn:
+    text: str
+    cache_key: str
+    backend: str
+
+
+class RunStore:
+    """All records of one run directory. Not thread-safe: one writer (the event loop or the batch loop)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / DB_NAME
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # WAL + NORMAL: a commit survives a killed process (the WAL is fsynced at checkpoints; an OS crash may lose
+        # only the last commits, never corrupt the file). Each call's result is its own transaction.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # meta -----------------------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # questions ------------------------------------------------------------------------------------------
+    def put_questions(self, questions: Iterable[Question]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO questions VALUES (?, ?, ?, ?)",
+                [
+                    (q.question_id, q.category, json.dumps(q.turns), json.dumps(q.reference) if q.reference else None)
+                    for q in questions
+                ],
+            )
+
+    def questions(self) -> dict[str, Question]:
+        rows = self._db.execute("SELECT question_id, category, turns, reference FROM questions").fetchall()
+        return {
+            r[0]: Question(r[0], r[1], tuple(json.loads(r[2])), tuple(json.loads(r[3])) if r[3] else None) for r in rows
+        }
+
+    # answers --------------------------------------------------------------------------------------------
+    def put_answer_turn(
+        self,
+        *,
+        model: str,
+        question_id: str,
+        turn: int,
+        text: str,
+        cache_key: str,
+        backend: str,
+        settings: dict[str, Any],
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        seconds: float = 0.0,
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO answer_turns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                model,
+                question_id,
+                turn,
+                text,
+                cache_key,
+                backend,
+                json.dumps(settings, sort_keys=True),
+                prompt_tokens,
+                completion_tokens,
+                seconds,
+                time.time(),
+            ),
+        )
+
+    def answer_turns(self, model: str) -> dict[tuple[str, int], AnswerTurn]:
+        rows = self._db.execute(
+            "SELECT question_id, turn, text, cache_key, backend FROM answer_turns WHERE model = ?", (model,)
+        ).fetchall()
+        return {(r[0], r[1]): AnswerTurn(r[2], r[3], r[4]) for r in rows}
+
+    def answers(self, model: str) -> dict[str, Answer]:
+        """Every stored answer of ``model`` with its turns in order (possibly fewer turns than the question has)."""
+        rows = self._db.execute(
+            "SELECT question_id, turn, text, backend, settings, prompt_tokens, completion_tokens, seconds "
+            "FROM answer_turns WHERE model = ? ORDER BY question_id, turn",
+            (model,),
+        ).fetchall()
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for r in rows:
+            grouped.setdefault(r[0], []).append(r)
+        out: dict[str, Answer] = {}
+        for qid, rs in grouped.items():
+            # keep the contiguous prefix of turns 1..k: turn 2 without turn 1 cannot be judged
+            turns = []
+            for expected, r in enumerate(rs, 1):
+                if r[1] != expected:
+                    break
+                turns.append(r)
+            if not turns:
+                continue
+            out[qid] = Answer(
+                model=model,
+                question_id=qid,
+                turns=tuple(r[2] for r in turns),
+                backend=turns[0][3],
+                settings=json.loads(turns[0][4]),
+                prompt_tokens=sum(r[5] for r in turns),
+                completion_tokens=sum(r[6] for r in turns),
+                seconds=sum(r[7] for r in turns),
+            )
+        return out
+
+    def put_answers(self, answers: Sequence[Answer], *, cache_key: str = "import") -> None:
+        """Store whole answers (imported from files) in one transaction, replacing the model's turns for those questions."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for a in answers:
+                self._db.execute("DELETE FROM answer_turns WHERE model = ? AND question_id = ?", (a.model, a.question_id))
+                for i, text in enumerate(a.turns, 1):
+                    self.put_answer_turn(
+                        model=a.model,
+                        question_id=a.question_id,
+                        turn=i,
+                        text=text,
+                        cache_key=cache_key,
+                        backend=a.backend or "import",
+                        settings=a.settings,
+                        prompt_tokens=a.prompt_tokens if i == 1 else 0,
+                        completion_tokens=a.completion_tokens if i == 1 else 0,
+                        seconds=a.seconds if i == 1 else 0.0,
+                    )
+
+    def models(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT model FROM answer_turns ORDER BY model")]
+
+    def usage_by_model(self) -> dict[str, tuple[int, int]]:
+        rows = self._db.execute(
+            "SELECT model, SUM(prompt_tokens), SUM(completion_tokens) FROM answer_turns GROUP BY model"
+        ).fetchall()
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
+    # judgments ------------------------------------------------------------------------------------------
+    def put_judgment(self, j: Judgment) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                j.judge,
+                j.template,
+                j.template_hash,
+                j.question_id,
+                j.turn,
+                j.model_a,
+                j.model_b,
+                j.raw,
+                j.verdict,
+                j.reason,
+                j.p_first,
+                j.prompt_tokens,
+                j.completion_tokens,
+                j.latency,
+                j.cache_key,
+                time.time(),
+            ),
+        )
+
+    def judgment_index(self, judge: str) -> dict[tuple[str, int, str, str], tuple[str, str]]:
+        """(question_id, turn, model_a, model_b) -> (cache_key, verdict) for ``judge``: what is already finished."""
+        rows = self._db.execute(
+            "SELECT question_id, turn, model_a, model_b, cache_key, verdict FROM judgments WHERE judge = ?", (judge,)
+        ).fetchall()
+        return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
+
+    def judgments(self, judge: str | None = None) -> list[Judgment]:
+        sql = (
+            "SELECT judge, template, template_hash, question_id, turn, model_a, model_b, raw, verdict, reason, p_first, "
+            "prompt_tokens, completion_tokens, latency, cache_key FROM judgments"
+        )
+        params: tuple[Any, ...] = ()
+        if judge is not None:
+            sql += " WHERE judge = ?"
+            params = (judge,)
+        return [Judgment(*r) for r in self._db.execute(sql + " ORDER BY question_id, turn, model_a, model_b", params)]
+
+    def put_judgments(self, judgments: Iterable[Judgment]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            for j in judgments:
+                self.put_judgment(j)
+
+    def judges(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT judge FROM judgments ORDER BY judge")]
+
+    def judge_usage(self) -> dict[str, tuple[int, int]]:
+        rows = self._db.execute(
+            "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM judgments GROUP BY judge"
+        ).fetchall()
+        return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
