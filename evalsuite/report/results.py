@@ -110,6 +110,8 @@ def comparison(
         n_questions=int(len(set(clusters.tolist()))),
         per_category=per_cat,
         health=_health_dict(ms),
+        # per-item scores, so a later run can be gated against this one on the same items (gate --against)
+        items=[[m.question_id, m.turn, m.score] for m in ok],
     )
     return row
 

@@ -1,0 +1,78 @@
+"""Vote files for judge agreement: the MT-Bench human-judgment shape, FastChat pair judgments, or a run's own matches."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from evalsuite.errors import InputError
+from evalsuite.stats import Vote
+
+
+def _judge_name(judge: Any) -> str:
+    # MT-Bench's human file has strings ("author_0"); FastChat's judgment files have [model, template] lists
+    return "/".join(map(str, judge)) if isinstance(judge, list) else str(judge)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"line {lineno} is not valid JSON ({exc.msg})", where=str(path), fix="one JSON object per line") from None
+    return out
+
+
+def read_votes(source: str | Path) -> list[Vote]:
+    p = Path(source)
+    if p.is_dir():
+        return _run_votes(p)
+    votes: list[Vote] = []
+    for i, r in enumerate(_records(p), 1):
+        where = f"{p}: record {i}"
+        if "g1_winner" in r:  # FastChat pair judgment: one vote from the two orders, MT-Bench's rule
+            w1, w2 = r["g1_winner"], r["g2_winner"]
+            winner = w1 if w1 == w2 else "tie (inconsistent)"
+            if winner == "error":
+                continue
+            winner = {"model_1": "model_a", "model_2": "model_b"}.get(winner, winner)
+            votes.append(Vote(str(r["question_id"]), int(r.get("turn", 1)), r["model_1"], r["model_2"], winner, _judge_name(r.get("judge", ""))))
+            continue
+        try:
+            votes.append(Vote(str(r["question_id"]), int(r.get("turn", 1)), str(r["model_a"]), str(r["model_b"]), str(r["winner"]), _judge_name(r.get("judge", ""))))
+        except KeyError as exc:
+            raise InputError(f"missing field {exc}", where=where, fix="votes need question_id, model_a, model_b, winner, judge, turn") from None
+    return votes
+
+
+def _run_votes(run_dir: Path) -> list[Vote]:
+    from evalsuite.judge.swap import build_matches
+    from evalsuite.store import RunStore
+
+    with RunStore(run_dir) as store:
+        categories = {q: v.category for q, v in store.questions().items()}
+        judgments = store.judgments()
+    votes = []
+    for m in build_matches(judgments, categories, "strict"):
+        if m.error or m.score is None:
+            continue
+        winner = "model_a" if m.score > 0.5 else "model_b" if m.score < 0.5 else ("tie (inconsistent)" if m.inconsistent else "tie")
+        votes.append(Vote(m.question_id, m.turn, m.model_x, m.model_y, winner, (m.xy or m.yx).judge))  # type: ignore[union-attr]
+    return votes
+
+
+def filter_votes(votes: Sequence[Vote], pattern: str | None) -> list[Vote]:
+    if not pattern:
+        return list(votes)
+    rx = re.compile(pattern)
+    return [v for v in votes if rx.search(v.judge)]

@@ -1,0 +1,140 @@
+"""The CI gate: checks on a results document, each with a one-line reason. Pure except for recomputing a CI at a
+non-default alpha from the per-item scores that results.json carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from evalsuite.errors import InputError
+from evalsuite.report.results import SWEEP_NAME
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    baseline: str
+    candidates: Sequence[str]
+    min_win_rate: float = 0.5
+    rule: str = "lower-bound"  # lower-bound | not-worse | point
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    model: str
+    passed: bool
+    message: str
+    win_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+def _select(results: Mapping[str, Any], names: Sequence[str]) -> list[Mapping[str, Any]]:
+    comps = {c["model"]: c for c in results.get("comparisons", [])}
+    out = []
+    for name in names:
+        if name in comps:
+            out.append(comps[name])
+            continue
+        swept = [c for m, c in comps.items() if (s := SWEEP_NAME.match(m)) and s["variant"] == name]
+        if not swept:
+            raise InputError(
+                f"candidate {name!r} is not in this run's results",
+                fix=f"choose from {sorted(comps)} (or a variant name that expands to them)",
+            )
+        out.extend(swept)
+    return out
+
+
+def _interval(c: Mapping[str, Any], alpha: float, results: Mapping[str, Any]) -> tuple[float, float]:
+    conf = results.get("stats", {}).get("confidence", 0.95)
+    if abs((1 - alpha) - conf) < 1e-12:
+        return c["ci_low"], c["ci_high"]
+    from evalsuite.stats import cluster_bootstrap
+
+    items = c.get("items") or []
+    if not items:
+        raise InputError(
+            f"results.json has no per-item scores for {c['model']} to recompute a {100 * (1 - alpha):g}% CI",
+            fix=f"use --alpha {1 - conf:g} (the stored CI) or re-run compare to rewrite results.json",
+        )
+    scores = np.array([i[2] for i in items], dtype=float)
+    clusters = np.array([i[0] for i in items])
+    st = results.get("stats", {})
+    r = cluster_bootstrap(scores, clusters, n_resamples=st.get("n_resamples", 10_000), confidence=1 - alpha, seed=st.get("seed", 0))
+    return r.ci_low, r.ci_high
+
+
+def run_gate(results: Mapping[str, Any], opts: GateOptions, old: Mapping[str, Any] | None = None) -> list[GateCheck]:
+    if results.get("baseline") != opts.baseline:
+        raise InputError(
+            f"this run's baseline is {results.get('baseline')!r}, not {opts.baseline!r}",
+            fix=f"pass --baseline {results.get('baseline')} or the run directory that compared with {opts.baseline}",
+        )
+    if not 0 < opts.alpha < 1:
+        raise InputError(f"--alpha {opts.alpha} is not in (0, 1)", fix="e.g. --alpha 0.05")
+    level = f"{100 * (1 - opts.alpha):g}% CI"
+    checks: list[GateCheck] = []
+    for c in _select(results, opts.candidates):
+        name, wr = c["model"], c.get("win_rate")
+        if wr is None:
+            checks.append(GateCheck(name, False, f"{name}: no judged matches vs {opts.baseline} ({c.get('errors', 0)} errors)"))
+            continue
+        lo, hi = _interval(c, opts.alpha, results)
+        t = opts.min_win_rate
+        head = f"{name}: win rate {100 * wr:.1f}% vs {opts.baseline}, {level} [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+        if opts.rule == "lower-bound":
+            ok = lo > t
+            why = f"lower bound {'clears' if ok else 'does not clear'} {100 * t:.1f}%" + ("" if ok else " (no evidence of improvement)")
+        elif opts.rule == "not-worse":
+            ok = hi >= t
+            why = f"upper bound {'reaches' if ok else 'is below'} {100 * t:.1f}%" + ("" if ok else " (evidence of regression)")
+        else:
+            ok = wr >= t
+            why = f"win rate {'meets' if ok else 'is below'} {100 * t:.1f}%"
+        checks.append(GateCheck(name, ok, f"{head}: {why}", wr, lo, hi))
+        if old is not None:
+            checks.append(_against(c, old, opts))
+    return checks
+
+
+def _against(c: Mapping[str, Any], old: Mapping[str, Any], opts: GateOptions) -> GateCheck:
+    from evalsuite.stats import paired_difference
+
+    name = c["model"]
+    prev = next((o for o in old.get("comparisons", []) if o["model"] == name and o.get("baseline") == opts.baseline), None)
+    if prev is None or not prev.get("items"):
+        return GateCheck(name, False, f"{name}: the older results have no per-item scores for {name} vs {opts.baseline} to compare with")
+    new_items = {(i[0], i[1]): i[2] for i in c.get("items", [])}
+    old_items = {(i[0], i[1]): i[2] for i in prev["items"]}
+    keys = sorted(set(new_items) & set(old_items))
+    if not keys:
+        return GateCheck(name, False, f"{name}: no questions in common with the older run")
+    st = old.get("stats", {})
+    d = paired_difference(
+        np.array([new_items[k] for k in keys]), np.array([old_items[k] for k in keys]), np.array([k[0] for k in keys]),
+        confidence=1 - opts.alpha, n_resamples=st.get("n_resamples", 10_000), seed=st.get("seed", 0),
+    )
+    dropped = d.ci_high < 0
+    msg = (
+        f"{name}: win rate change vs the older run {100 * d.estimate:+.1f} pts on {len(keys)} shared items, "
+        f"{100 * (1 - opts.alpha):g}% CI [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]: "
+        + ("significant drop" if dropped else "no significant drop")
+    )
+    return GateCheck(name, not dropped, msg)
+
+
+def gate_markdown(checks: Sequence[GateCheck], rule: str, threshold: float, alpha: float) -> str:
+    lines = [
+        f"### evalsuite gate: {'passed' if all(c.passed for c in checks) else 'FAILED'}",
+        "",
+        f"Rule `{rule}`, threshold {100 * threshold:.1f}%, {100 * (1 - alpha):g}% CI.",
+        "",
+        "| Check | Result |",
+        "| :--- | :--- |",
+        *(f"| {c.message} | {'✅ pass' if c.passed else '❌ fail'} |" for c in checks),
+        "",
+    ]
+    return "\n".join(lines)
