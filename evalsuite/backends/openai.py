@@ -59,8 +59,34 @@ class OpenAIBackend:
             http_client=openai.DefaultAioHttpClient(),
         )
 
+    async def _preflight(self, client: openai.AsyncOpenAI) -> None:
+        """Fail in a second, not after a full retry schedule, when the endpoint is unreachable or refuses the key."""
+        try:
+            await client.with_options(max_retries=0, timeout=min(10.0, self.spec.timeout)).models.list()
+        except openai.APIConnectionError as exc:
+            if _is_connect_failure(exc):
+                raise self._unreachable(exc) from None
+            return  # slow is not down: the real calls have their own timeout and retries
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise self._auth_error(exc) from None
+        except openai.APIError:
+            return  # a server without GET /models is fine
+
+    def _unreachable(self, exc: openai.APIConnectionError) -> InputError:
+        return InputError(
+            f"cannot reach {self.spec.base_url or 'the OpenAI API'} for model {self.spec.name!r} ({exc.__cause__ or exc})",
+            fix="start the server or correct base_url; finished calls are saved, re-run the same command to resume",
+        )
+
+    def _auth_error(self, exc: openai.APIStatusError) -> InputError:
+        return InputError(
+            f"endpoint {self.spec.base_url} refused model {self.spec.name!r}: HTTP {exc.status_code}",
+            fix=f"export the key in ${self.spec.api_key_env}" if self.spec.api_key_env else f"set models.{self.spec.name}.api_key_env",
+        )
+
     async def _run(self, requests: Sequence[ChatRequest], on_done: OnDone, progress: Progress) -> None:
         async with self._client() as client:
+            await self._preflight(client)
             queue: asyncio.Queue[ChatRequest] = asyncio.Queue()
             for r in requests:
                 queue.put_nowait(r)
@@ -114,18 +140,13 @@ class OpenAIBackend:
         start = time.perf_counter()
         try:
             resp = await client.chat.completions.create(**kwargs)
-        except openai.APITimeoutError:
-            return ChatResult("", latency=time.perf_counter() - start, error=f"timeout after {self.spec.max_retries} retries")
         except openai.APIConnectionError as exc:
-            raise InputError(
-                f"cannot reach {self.spec.base_url or 'the OpenAI API'} for model {self.spec.name!r} ({exc.__cause__ or exc})",
-                fix="start the server or correct base_url; finished calls are saved, re-run the same command to resume",
-            ) from None
+            if _is_connect_failure(exc):
+                raise self._unreachable(exc) from None
+            # a read timeout or a dropped connection that outlasted the retries: an `api` error, the run goes on
+            return ChatResult("", latency=time.perf_counter() - start, error=f"{type(exc).__name__} after {self.spec.max_retries} retries")
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise InputError(
-                f"endpoint {self.spec.base_url} refused model {self.spec.name!r}: HTTP {exc.status_code}",
-                fix=f"export the key in ${self.spec.api_key_env}" if self.spec.api_key_env else f"set models.{self.spec.name}.api_key_env",
-            ) from None
+            raise self._auth_error(exc) from None
         except openai.NotFoundError:
             raise InputError(
                 f"endpoint {self.spec.base_url} has no model {self.spec.model!r} (HTTP 404; evalsuite model {self.spec.name!r})",
@@ -153,6 +174,13 @@ class OpenAIBackend:
             latency=latency,
             choice_probs=probs,
         )
+
+
+def _is_connect_failure(exc: openai.APIConnectionError) -> bool:
+    """No connection could be opened (refused, no route, DNS). The aiohttp transport reports a refused connection
+    as a ConnectTimeout, so the cause's type decides, not the SDK's class."""
+    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+    return cause.startswith(("Connect", "ClientConnector")) or cause in {"gaierror", "ConnectionRefusedError"}
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

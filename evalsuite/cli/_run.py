@@ -118,7 +118,10 @@ def print_summary(results: dict[str, Any]) -> None:
             "-" if c.get("p_holm") is None else f"{c['p_holm']:.3g}",
             pct(h.get("consistency")), pct(h.get("first_position_win_share")), pct(h.get("tie_share")),
         )
-    Console().print(table)
+    import sys
+
+    # piped output (CI logs, files) gets a fixed width instead of rich's 80-column fallback
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @click.command("generate")
