@@ -1,0 +1,35 @@
+"""Statistics over match scores (DESIGN.md, "Statistics"): pure functions, arrays and records in, dataclasses out.
+
+- ``cluster_bootstrap`` / ``paired_difference``: win rate (or a paired difference) with a question-clustered
+  bootstrap CI (percentile or BCa) and a two-sided bootstrap p-value.
+- ``sign_test``, ``holm``: exact sign test on wins vs losses; Holm-Bonferroni for a family of comparisons.
+- ``bradley_terry``: Elo-scale ratings, anchored, with question-clustered bootstrap CIs and ranks.
+- ``length_controlled_win_rate``: win rate predicted at zero answer-length difference.
+- ``agreement``: MT-Bench S1/S2 agreement and Cohen's kappa between two sets of votes.
+- ``min_detectable_difference``: power planning.
+
+Every random quantity is seeded and vectorised over resamples; nothing here does I/O or imports a backend.
+"""
+
+from evalsuite.stats._agreement import AgreementResult, AgreementRow, Vote, agreement
+from evalsuite.stats._bootstrap import BootstrapResult, cluster_bootstrap, paired_difference
+from evalsuite.stats._bradley_terry import Rating, bradley_terry
+from evalsuite.stats._length import length_controlled_win_rate
+from evalsuite.stats._power import min_detectable_difference
+from evalsuite.stats._tests import holm, sign_test
+
+__all__ = [
+    "AgreementResult",
+    "AgreementRow",
+    "BootstrapResult",
+    "Rating",
+    "Vote",
+    "agreement",
+    "bradley_terry",
+    "cluster_bootstrap",
+    "holm",
+    "length_controlled_win_rate",
+    "min_detectable_difference",
+    "paired_difference",
+    "sign_test",
+]

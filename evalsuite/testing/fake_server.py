@@ -1,0 +1,651 @@
+"""A fake OpenAI-compatible chat server for tests and benchmarks (loopback only, no model, no network).
+
+It speaks enough of the OpenAI HTTP API (``POST /v1/chat/completions``, ``GET /v1/models``) for the real ``openai``
+SDK, so the project's endpoint backend, retries, timeouts and judging pipeline are exercised end to end without a
+model. Everything it says is a pure function of the request, so a test can predict it:
+
+* **Answer models** (names in ``strengths`` that are not judges) reply ``«NAME» w1 w2 ...``: the marker names the
+  model so a judge prompt built from the answers reveals who wrote what, and the words come from a hash of the last
+  user message (turn 2 differs from turn 1). Temperature is ignored.
+* **Judge models** read the ``«NAME»`` markers in the user messages (first distinct name = A, second = B) and pick a
+  verdict with P(A) = sigmoid(s[A] - s[B] + position_bias) * (1 - tie_rate), P(tie) = tie_rate, else B, drawn from a
+  hash of the seed and the messages. The output format follows the prompt: ``[[A>>B]]`` in the prompt -> Arena-Hard
+  five-point, ``[[A]]`` -> MT-Bench pairwise (``[[A]]``/``[[B]]``/``[[C]]``), else single grading ``Rating: [[N]]``
+  with N = clip(round(5 + 3 * s), 1, 10). With ``logprobs: true`` the reply is the bare verdict and the verdict
+  token carries ``top_logprobs`` holding the model's probabilities.
+* **Faults** (:class:`FaultPlan`): 429 (with ``retry-after``/``retry-after-ms``), 500, slow replies and judge replies
+  without a verdict, chosen per request body by hash, for the first ``faulty_attempts`` attempts of that body.
+
+Run it in-process (``with FakeOpenAIServer(...) as srv: srv.base_url``; it lives on its own event loop in a daemon
+thread) or as a process: ``python -m evalsuite.testing.fake_server --port 0 --strength sft=0 --strength dpo=0.5``
+prints ``READY http://127.0.0.1:PORT/v1`` once listening and serves until SIGTERM/SIGINT.
+
+The handler is kept lean (one JSON parse, one canonical re-dump + sha256, one small JSON reply) because benchmarks
+use this server as the "infinitely fast model": it must not be the bottleneck at ~1,000 requests/s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from aiohttp import web
+
+__all__ = ["FaultPlan", "FakeOpenAIServer", "main"]
+
+_T = TypeVar("_T")
+
+# Keys that do not change what a request asks for; left out of the body hash so a streamed retry or a different
+# end-user tag counts as the same request for fault selection and attempt counting.
+_HASH_EXCLUDED_KEYS = frozenset({"stream", "stream_options", "user"})
+
+# 64 words: one hash byte (masked to 6 bits) picks one word, so an answer of n words costs one shake_256 call.
+_VOCAB = (
+    "the model answers each question with care and detail so that readers can follow every step of "
+    "reasoning while checking facts against known sources before writing a short summary about results "
+    "methods data tests limits errors costs speed memory quality style tone length clarity order scope "
+    "plan goal risk value proof example source context table graph number first second third useful "
+    "simple clear brief"
+).split()
+assert len(_VOCAB) == len(set(_VOCAB)) == 64, len(_VOCAB)
+_WORD_OF_BYTE = _VOCAB * 4  # byte value -> word, so a digest maps to words with one C-level map()
+
+_MARKER_RE = re.compile(r"«([^«»\n]{1,200})»")
+
+# Filler tokens used to pad top_logprobs up to the requested k (the real API always returns k entries); their
+# logprobs are far below any real candidate's, so a consumer that sums only its own choices is unaffected.
+_FILLERS = ("The", " ", "[", "]", "Assistant", "Both", "tie", "none", "Neither", "**", "\n", ":", "Verdict",
+            "Final", "I", "My", "is", "a", "an", "it")
+
+_ZERO_LOGPROB = -9999.0  # what the real API reports for a zero-probability alternative; -inf is not valid JSON
+
+
+def _logprob(p: float) -> float:
+    return math.log(p) if p > 0 else _ZERO_LOGPROB
+
+
+def _uniform(*parts: str) -> float:
+    """A uniform in [0, 1) derived from sha256 of the parts: the server's only source of "randomness"."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _content_text(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a content-part list (vision-style requests)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _error(status: int, message: str, type_: str, code: str | None, param: str | None = None,
+           headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
+                        headers=headers)
+
+
+@dataclass
+class FaultPlan:
+    """Which requests fail, and how. Rates are shares of distinct request bodies, chosen by hash (deterministic).
+
+    The kinds are mutually exclusive: one uniform per body is compared with the cumulative rates in the order
+    429, 500, slow, no_verdict, so the rates must sum to at most 1. A chosen body fails its first
+    ``faulty_attempts`` attempts and then succeeds with exactly the reply it would have had without faults.
+    ``rate_no_verdict`` only affects judge models (an answer model chosen for it replies normally).
+    """
+
+    rate_429: float = 0
+    rate_500: float = 0
+    rate_slow: float = 0
+    slow_seconds: float = 5.0  # a "slow" attempt replies only after this long, to trip client timeouts
+    rate_no_verdict: float = 0
+    retry_after: float = 0.01  # seconds, sent on 429 as retry-after (and as retry-after-ms)
+    faulty_attempts: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = (self.rate_429, self.rate_500, self.rate_slow, self.rate_no_verdict)
+        if any(r < 0 or r > 1 for r in rates) or sum(rates) > 1 + 1e-9:
+            raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1, got {rates}")
+        if self.faulty_attempts < 0:
+            raise ValueError("faulty_attempts must be >= 0")
+
+    @property
+    def active(self) -> bool:
+        return self.faulty_attempts > 0 and (self.rate_429 + self.rate_500 + self.rate_slow
+                                             + self.rate_no_verdict) > 0
+
+    def kind_for(self, body_hash: str) -> str | None:
+        """The fault this body is chosen for ("429", "500", "slow", "no_verdict"), or None."""
+        u = _uniform("fault", str(self.seed), body_hash)
+        edge = 0.0
+        for kind, rate in (("429", self.rate_429), ("500", self.rate_500), ("slow", self.rate_slow),
+                           ("no_verdict", self.rate_no_verdict)):
+            edge += rate
+            if u < edge:
+                return kind
+        return None
+
+
+class FakeOpenAIServer:
+    """An OpenAI-compatible chat server with deterministic answer models, simulated judges and fault injection.
+
+    ``strengths`` maps answer-model names to a latent strength (logit scale); ``None`` accepts any model name with
+    strength 0. Names in ``judges`` are always accepted and act as judges. Unknown names get a 404
+    ``model_not_found``. If ``api_key`` is set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+    """
+
+    def __init__(
+        self,
+        *,
+        strengths: dict[str, float] | None = None,
+        judges: Iterable[str] = ("judge",),
+        lengths: dict[str, int] | None = None,
+        latency: float = 0.0,
+        tie_rate: float = 0.1,
+        position_bias: float = 0.0,
+        faults: FaultPlan | None = None,
+        api_key: str | None = None,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not 0 <= tie_rate <= 1:
+            raise ValueError(f"tie_rate must be in [0, 1], got {tie_rate}")
+        self.strengths = None if strengths is None else dict(strengths)
+        self.judges = frozenset(judges)
+        self.lengths = dict(lengths or {})
+        self.latency = float(latency)
+        self.tie_rate = float(tie_rate)
+        self.position_bias = float(position_bias)
+        self.faults = faults or FaultPlan()
+        self.api_key = api_key
+        self.seed = seed
+        self.host = host
+        self.port = port
+        self.base_url = ""
+        self._expected_auth = f"Bearer {api_key}" if api_key is not None else None
+        self._attempts: dict[str, int] = {}  # body hash -> attempts seen; survives reset_stats (it is fault state)
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread_id: int | None = None
+        self._thread: threading.Thread | None = None
+        self._reset_counters()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def astart(self) -> str:
+        """Start listening on the running event loop; returns the base URL. For callers that own a loop."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats_handler)
+        # Short shutdown timeout: a "slow" fault may leave a handler sleeping for seconds after its client gave up,
+        # and stop() should not wait for it.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+        await site.start()
+        self._runner = runner
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread_id = threading.get_ident()
+        self.port = int(runner.addresses[0][1])
+        self.base_url = f"http://{self.host}:{self.port}/v1"
+        return self.base_url
+
+    async def astop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    def start(self) -> str:
+        """Run the server on its own event loop in a daemon thread; returns ``http://127.0.0.1:PORT/v1``."""
+        if self._thread is not None:
+            return self.base_url
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.astart())
+            except BaseException as exc:  # surfaced to start()'s caller (e.g. port in use)
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.astop())
+                loop.close()
+
+        thread = threading.Thread(target=run, name=f"fake-openai-{id(self):x}", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        self._thread = thread
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop serving and join the server thread (idempotent)."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        self._thread = None
+        if loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self.astop(), loop).result(timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ stats
+
+    def _reset_counters(self) -> None:
+        self._total = 0
+        self._ok = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._by_model: Counter[str] = Counter()
+        self._by_status: Counter[int] = Counter()
+        self._by_fault: Counter[str] = Counter()
+        self._log: list[tuple[str, str, int]] = []
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "total_requests": self._total,
+            "successful": self._ok,
+            "by_model": dict(self._by_model),
+            "by_status": dict(self._by_status),
+            "by_fault": dict(self._by_fault),
+            "in_flight": self._in_flight,
+            "max_in_flight": self._max_in_flight,
+            "log": list(self._log),
+        }
+
+    def _on_loop(self, fn: Callable[[], _T]) -> _T:
+        # Counters are only touched on the server's loop (no locks in the hot path); another thread reads them by
+        # running the read on that loop, so it never sees a dict mid-update.
+        loop = self._loop
+        if loop is not None and loop.is_running() and threading.get_ident() != self._loop_thread_id:
+            async def call() -> _T:
+                return fn()
+            return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=10)
+        return fn()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start or the last reset_stats().
+
+        Keys: ``total_requests`` (chat completion requests), ``successful`` (200 replies), ``by_model``,
+        ``by_status`` (int status -> count; string keys in the ``GET /stats`` JSON), ``by_fault`` ("429", "500",
+        "slow", "no_verdict" -> injected count), ``in_flight``, ``max_in_flight`` (most concurrent chat requests
+        seen), ``log`` (list of ``(model, body_hash, status)`` in arrival-completion order; 499 = the client
+        disconnected before the reply).
+        """
+        return self._on_loop(self._snapshot)
+
+    def reset_stats(self) -> None:
+        """Zero the counters and the log. Attempt counts per body (fault state) are kept, so retries still heal."""
+        def reset() -> None:
+            in_flight = self._in_flight
+            self._reset_counters()
+            self._in_flight = in_flight
+            self._max_in_flight = in_flight
+        self._on_loop(reset)
+
+    # ------------------------------------------------------------------ model behaviour
+
+    def _known(self, model: str) -> bool:
+        return model in self.judges or self.strengths is None or model in self.strengths
+
+    def _strength(self, model: str) -> float:
+        return 0.0 if self.strengths is None else float(self.strengths.get(model, 0.0))
+
+    def _answer(self, model: str, messages: Sequence[dict[str, Any]], max_tokens: int | None) -> tuple[str, str]:
+        last_user = ""
+        for m in reversed(messages):
+            if m.get("role") == "user":
+                last_user = _content_text(m.get("content"))
+                break
+        n = self.lengths.get(model, 40)
+        finish = "stop"
+        # The marker counts as one token against max_tokens; truncation lets tests exercise finish_reason=length.
+        if max_tokens is not None and n + 1 > max_tokens:
+            n, finish = max(0, max_tokens - 1), "length"
+        digest = hashlib.shake_256(f"{model}\x00{last_user}".encode()).digest(max(n, 1))
+        words = " ".join(map(_WORD_OF_BYTE.__getitem__, digest[:n]))
+        return (f"«{model}» {words}." if n else f"«{model}»"), finish
+
+    def _judge(self, messages: Sequence[dict[str, Any]], logprobs: bool, top_k: int,
+               no_verdict: bool) -> tuple[str, list[dict[str, Any]] | None]:
+        all_text = "\n".join(f"{m.get('role', '')}:{_content_text(m.get('content'))}" for m in messages)
+        user_text = "\n".join(_content_text(m.get("content")) for m in messages if m.get("role") == "user")
+        names: list[str] = []
+        for match in _MARKER_RE.finditer(user_text):
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+                if len(names) == 2:
+                    break
+        if no_verdict:
+            text = "Both assistants raise points worth weighing, and I would need more context to decide."
+            return text, (self._plain_logprobs(text, top_k) if logprobs else None)
+
+        if "[[A>>B]]" in all_text:
+            fmt = "arena5"
+        elif "[[A]]" in all_text:
+            fmt = "pairwise"
+        else:
+            fmt = "single"
+
+        if fmt == "single":
+            score = min(10, max(1, round(5 + 3 * self._strength(names[0])))) if names else 5
+            if not logprobs:
+                return f"The answer is relevant and reasonably complete for the question. Rating: [[{score}]]", None
+            # A peaked distribution around the given score, so expected-score consumers get a sensible value.
+            probs = {str(score): 0.8}
+            for nb in (score - 1, score + 1):
+                if 1 <= nb <= 10:
+                    probs[str(nb)] = 0.1
+            total = sum(probs.values())
+            probs = {k: v / total for k, v in probs.items()}
+            return f"[[{score}]]", self._verdict_logprobs(str(score), probs, top_k)
+
+        a = names[0] if names else ""
+        b = names[1] if len(names) > 1 else ""
+        diff = self._strength(a) - self._strength(b)
+        p_a = _sigmoid(diff + self.position_bias) * (1.0 - self.tie_rate)
+        p_tie = self.tie_rate
+        p_b = max(0.0, 1.0 - p_a - p_tie)
+        u = _uniform(str(self.seed), all_text)
+        winner = "A" if u < p_a else ("tie" if u < p_a + p_tie else "B")
+
+        if fmt == "pairwise":
+            letter = {"A": "A", "B": "B", "tie": "C"}[winner]
+            if logprobs:
+                return f"[[{letter}]]", self._verdict_logprobs(letter, {"A": p_a, "B": p_b, "C": p_tie}, top_k)
+            why = {"A": "Assistant A's answer is more accurate and more helpful than Assistant B's.",
+                   "B": "Assistant B's answer is more accurate and more helpful than Assistant A's.",
+                   "C": "Both answers are of comparable quality and helpfulness."}[letter]
+            return f"{why} [[{letter}]]", None
+
+        strong = abs(diff) > 1
+        a_form, b_form = ("A>>B", "B>>A") if strong else ("A>B", "B>A")
+        inner = {"A": a_form, "B": b_form, "tie": "A=B"}[winner]
+        if logprobs:
+            probs = {a_form: p_a, "A=B": p_tie, b_form: p_b}
+            for form in ("A>>B", "A>B", "B>A", "B>>A"):
+                probs.setdefault(form, 0.0)
+            return f"[[{inner}]]", self._verdict_logprobs(inner, probs, top_k)
+        why = {"A": "Assistant A gives the better answer overall.",
+               "B": "Assistant B gives the better answer overall.",
+               "tie": "The two answers are about equally good."}[winner]
+        return f"{why} My final verdict is: [[{inner}]]", None
+
+    @staticmethod
+    def _entry(token: str, logprob: float, top: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": top}
+
+    @staticmethod
+    def _top(cands: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
+        # The real API returns exactly k alternatives, most likely first; pad with far-off fillers.
+        cands = sorted(cands, key=lambda c: -c[1])
+        seen = {t for t, _ in cands}
+        fillers = [f for f in _FILLERS if f not in seen]
+        cands += [(f, -20.0 - i) for i, f in enumerate(fillers[: max(0, k - len(cands))])]
+        return [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in cands[:k]]
+
+    def _verdict_logprobs(self, chosen: str, probs: dict[str, float], k: int) -> list[dict[str, Any]]:
+        """Tokens ``["[[", chosen, "]]"]``; the middle one carries the verdict distribution in top_logprobs."""
+        cands = [(t, _logprob(p)) for t, p in probs.items()]
+        return [
+            self._entry("[[", 0.0, self._top([("[[", 0.0)], k)),
+            self._entry(chosen, _logprob(probs[chosen]), self._top(cands, k)),
+            self._entry("]]", 0.0, self._top([("]]", 0.0)], k)),
+        ]
+
+    def _plain_logprobs(self, text: str, k: int) -> list[dict[str, Any]]:
+        return [self._entry(t, -0.05, self._top([(t, -0.05)], k)) for t in re.findall(r"\s*\S+", text)]
+
+    # ------------------------------------------------------------------ HTTP handlers
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self._expected_auth is None or request.headers.get("Authorization") == self._expected_auth
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        names = sorted(set(self.strengths or ()) | self.judges)
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "evalsuite-fake"} for n in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _stats_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self._snapshot())
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        self._total += 1
+        self._in_flight += 1
+        if self._in_flight > self._max_in_flight:
+            self._max_in_flight = self._in_flight
+        model, body_hash, status = "", "", 0
+        try:
+            raw = await request.read()
+            try:
+                body = json.loads(raw)
+                if not isinstance(body, dict):
+                    raise ValueError("body is not a JSON object")
+            except ValueError as exc:
+                body_hash = hashlib.sha256(raw).hexdigest()
+                status = 400
+                return _error(400, f"Could not parse the JSON body of your request: {exc}",
+                              "invalid_request_error", None)
+            model = str(body.get("model", ""))
+            canonical = json.dumps({k: v for k, v in body.items() if k not in _HASH_EXCLUDED_KEYS},
+                                   sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            body_hash = hashlib.sha256(canonical.encode()).hexdigest()
+
+            if not self._authorized(request):
+                status = 401
+                return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+            if not self._known(model):
+                status = 404
+                return _error(404, f"The model '{model}' does not exist", "invalid_request_error",
+                              "model_not_found", param="model")
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                status = 400
+                return _error(400, "'messages' must be a non-empty array of message objects.", "invalid_request_error", None,
+                              param="messages")
+            if body.get("stream"):
+                status = 400
+                return _error(400, "This fake server does not support stream=true.", "invalid_request_error",
+                              None, param="stream")
+            try:
+                logprobs = bool(body.get("logprobs"))
+                top_k = int(body.get("top_logprobs") or 0)
+                max_tokens_raw = body.get("max_completion_tokens") or body.get("max_tokens")
+                max_tokens = int(max_tokens_raw) if max_tokens_raw else None
+            except (TypeError, ValueError) as exc:
+                status = 400
+                return _error(400, f"Invalid request parameter: {exc}", "invalid_request_error", None)
+
+            fault = None
+            faults = self.faults
+            if faults.active:
+                attempt = self._attempts.get(body_hash, 0) + 1
+                self._attempts[body_hash] = attempt
+                if attempt <= faults.faulty_attempts:
+                    fault = faults.kind_for(body_hash)
+            if fault == "429":
+                self._by_fault["429"] += 1
+                status = 429
+                headers = {"retry-after": f"{faults.retry_after:g}",
+                           "retry-after-ms": f"{faults.retry_after * 1000:g}"}
+                return _error(429, "Rate limit reached for requests (injected fault).", "requests",
+                              "rate_limit_exceeded", headers=headers)
+            if fault == "500":
+                self._by_fault["500"] += 1
+                status = 500
+                return _error(500, "The server had an error while processing your request (injected fault).",
+                              "server_error", None)
+            if fault == "slow":
+                self._by_fault["slow"] += 1
+                await asyncio.sleep(faults.slow_seconds)
+            elif self.latency > 0:
+                await asyncio.sleep(self.latency)
+
+            finish = "stop"
+            lp_content: list[dict[str, Any]] | None = None
+            if model in self.judges:
+                no_verdict = fault == "no_verdict"
+                if no_verdict:
+                    self._by_fault["no_verdict"] += 1
+                text, lp_content = self._judge(messages, logprobs, top_k, no_verdict)
+            else:
+                text, finish = self._answer(model, messages, max_tokens)
+                if logprobs:
+                    lp_content = self._plain_logprobs(text, top_k)
+
+            prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+            prompt_tokens = max(1, prompt_chars // 4)  # the usual ~4 characters per token; no tokenizer here
+            completion_tokens = len(text.split())
+            reply = {
+                "id": f"chatcmpl-{body_hash[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "system_fingerprint": "fp_evalsuite_fake",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": {"content": lp_content, "refusal": None} if logprobs else None,
+                    "finish_reason": finish,
+                }],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens},
+            }
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                status = 499  # the client gave up (timeout) while we slept; the reply goes nowhere
+            else:
+                status = 200
+                self._ok += 1
+            return web.Response(body=json.dumps(reply, separators=(",", ":")).encode(),
+                                content_type="application/json")
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            self._in_flight -= 1
+            self._by_model[model] += 1
+            self._by_status[status] += 1
+            self._log.append((model, body_hash, status))
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def _pairs(items: Sequence[str], cast: Callable[[str], _T], flag: str) -> dict[str, _T]:
+    out: dict[str, _T] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise SystemExit(f"{flag} expects NAME=VALUE, got {item!r}")
+        out[name] = cast(value)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evalsuite.testing.fake_server",
+                                description="Fake OpenAI-compatible chat server for tests and benchmarks.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = any free port (printed in the READY line)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds every reply waits")
+    p.add_argument("--strength", action="append", default=[], metavar="NAME=S",
+                   help="answer model and its strength (repeat); none given = accept any model with strength 0")
+    p.add_argument("--judge", action="append", default=None, metavar="NAME", help="judge model name (repeat)")
+    p.add_argument("--length", action="append", default=[], metavar="NAME=N", help="answer length in words")
+    p.add_argument("--tie-rate", type=float, default=0.1)
+    p.add_argument("--position-bias", type=float, default=0.0)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rate-429", type=float, default=0.0)
+    p.add_argument("--rate-500", type=float, default=0.0)
+    p.add_argument("--rate-slow", type=float, default=0.0)
+    p.add_argument("--slow-seconds", type=float, default=5.0)
+    p.add_argument("--rate-no-verdict", type=float, default=0.0)
+    p.add_argument("--retry-after", type=float, default=0.01)
+    p.add_argument("--faulty-attempts", type=int, default=1)
+    p.add_argument("--fault-seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; prints ``READY <base_url>`` (one line, flushed) once listening."""
+    args = _parser().parse_args(argv)
+    server = FakeOpenAIServer(
+        strengths=_pairs(args.strength, float, "--strength") or None,
+        judges=args.judge if args.judge is not None else ("judge",),
+        lengths=_pairs(args.length, int, "--length"),
+        latency=args.latency,
+        tie_rate=args.tie_rate,
+        position_bias=args.position_bias,
+        faults=FaultPlan(rate_429=args.rate_429, rate_500=args.rate_500, rate_slow=args.rate_slow,
+                         slow_seconds=args.slow_seconds, rate_no_verdict=args.rate_no_verdict,
+                         retry_after=args.retry_after, faulty_attempts=args.faulty_attempts, seed=args.fault_seed),
+        api_key=args.api_key,
+        seed=args.seed,
+        host=args.host,
+        port=args.port,
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        url = await server.astart()
+        sys.stdout.write(f"READY {url}\n")
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+        finally:
+            await server.astop()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
