@@ -186,7 +186,7 @@ def model_spec(name: str, table: dict[str, Any], *, where: str = "config") -> Mo
 
 def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
     """Expand user-facing names: a [models] entry, or a manifest checkpoint / variant (``dpo`` -> every trained beta)."""
-    from evalsuite.manifest import expand_name, read_manifest, resolve_path
+    from evalsuite.manifest import expand_name, read_manifest, resolve_base, resolve_path
 
     entries = None
     out: list[ModelSpec] = []
@@ -206,12 +206,13 @@ def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
             )
         for e in found:
             path = str(resolve_path(config.manifest, e))
+            # training health travels with the model, so the leaderboard can show each checkpoint's flags
+            extra = {"flags": list(e.flags), "variant": e.variant, "beta": e.beta}
             if e.adapter:
-                base = e.base or ""
-                base_path = Path(base) if Path(base).is_absolute() else config.manifest.parent / base
-                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=str(base_path), adapter=path))
+                base = str(resolve_base(config.manifest, e) or "")
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=base, adapter=path, extra=extra))
             else:
-                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=path))
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=path, extra=extra))
     seen: set[str] = set()
     unique = []
     for s in out:

@@ -1,0 +1,38 @@
+"""Training: SFT checkpoint + preference data -> DPO/IPO/SimPO/KTO checkpoints (a beta per run), metrics, manifest.
+
+A thin layer over TRL and PEFT. It talks to the rest of evalsuite only through checkpoints on disk and their
+manifest (:mod:`evalsuite.manifest`). Importing this package is cheap: torch, transformers, TRL, PEFT and datasets
+load inside :func:`train_variant` and :func:`load_preference_data` only.
+"""
+
+from __future__ import annotations
+
+from evalsuite.trainers._data import PreferencePair, load_preference_data, read_preference_pairs
+from evalsuite.trainers._train import (
+    STABLE_METRICS,
+    TRL_METRIC_NAMES,
+    TrainOptions,
+    metrics_row,
+    read_metrics,
+    train_variant,
+)
+from evalsuite.trainers._variants import VARIANTS, VariantSpec, get_variant, resolve_betas
+from evalsuite.trainers.health import Flag, training_flags
+
+__all__ = [
+    "STABLE_METRICS",
+    "TRL_METRIC_NAMES",
+    "VARIANTS",
+    "Flag",
+    "PreferencePair",
+    "TrainOptions",
+    "VariantSpec",
+    "get_variant",
+    "load_preference_data",
+    "metrics_row",
+    "read_metrics",
+    "read_preference_pairs",
+    "resolve_betas",
+    "train_variant",
+    "training_flags",
+]

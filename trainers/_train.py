@@ -1,0 +1,474 @@
+"""Train SFT/DPO/IPO/SimPO/KTO checkpoints with TRL (+ PEFT LoRA), one run per beta, and register them in the manifest.
+
+Each run lands in ``<out_dir>/<variant>-b<beta>/`` (``sft/`` for SFT): the LoRA adapter (or full weights, or merged
+weights with ``merge``), the tokenizer, and ``metrics.jsonl`` with one line per logged step under stable names
+(:data:`STABLE_METRICS`). Health flags from :mod:`evalsuite.trainers.health` and an entry in the manifest
+(``<out_dir>/manifest.json`` by default) follow each run.
+
+Reference model: with LoRA, TRL uses the adapter-off base as the reference (no second copy in memory); with full
+weights, reference log-probs are precomputed once before training (``precompute_ref_log_probs=True``), so no frozen
+copy is kept either. SimPO needs no reference.
+
+Multi-GPU, DeepSpeed and FSDP come from ``accelerate``, not from this module::
+
+    accelerate launch --num_processes 8 -m evalsuite.cli train dpo --model ./sft --data prefs.jsonl --grid
+
+(add ``--config_file`` for DeepSpeed/FSDP). Only the main process writes metrics and the manifest.
+
+torch, transformers, TRL, PEFT and datasets are imported inside the functions that train, so importing this module
+(and ``evalsuite.trainers``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import InputError
+from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
+from evalsuite.trainers._variants import VariantSpec, get_variant, resolve_betas
+from evalsuite.trainers.health import training_flags
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, TrainerCallback, TrainingArguments
+
+# The stable metric names of metrics.jsonl; every line carries all of them (null when the trainer did not log it).
+STABLE_METRICS: tuple[str, ...] = (
+    "loss",
+    "margin",
+    "chosen_reward",
+    "rejected_reward",
+    "chosen_logp",
+    "rejected_logp",
+    "accuracy",
+    "kl",
+)
+# TRL 1.16 log keys (DPOTrainer, KTOTrainer, experimental CPOTrainer, SFTTrainer) -> stable names.
+TRL_METRIC_NAMES: dict[str, str] = {
+    "loss": "loss",
+    "rewards/margins": "margin",
+    "rewards/chosen": "chosen_reward",
+    "rewards/rejected": "rejected_reward",
+    "logps/chosen": "chosen_logp",
+    "logps/rejected": "rejected_logp",
+    "rewards/accuracies": "accuracy",
+    "kl": "kl",
+    # Kept when logged, outside the stable set.
+    "grad_norm": "grad_norm",
+    "learning_rate": "learning_rate",
+    "epoch": "epoch",
+    "nll_loss": "nll_loss",
+    "mean_token_accuracy": "token_accuracy",
+    "entropy": "entropy",
+}
+
+
+@dataclass
+class TrainOptions:
+    """Settings shared by every run of a sweep (the beta is per run)."""
+
+    lr: float = 1e-6
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 4  # per device
+    grad_accum: int = 1
+    max_length: int = 512  # prompt + reply tokens
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None  # None -> PEFT's "all-linear" (every linear layer but the output head)
+    merge: bool = False  # merge the LoRA adapter into full weights after training
+    seed: int = 0
+    logging_steps: int = 1
+    simpo_gamma: float = 0.5
+    bf16: bool | None = None  # None: on when the GPU supports it
+    gradient_checkpointing: bool | None = None  # None: on with a GPU (saves memory), off on CPU (only slows)
+    report_to: str = "none"
+
+    def validate(self, spec: VariantSpec) -> None:
+        if not self.lr > 0:
+            raise InputError(f"learning rate must be positive, got {self.lr:g}", fix="pass --lr > 0")
+        if self.max_steps <= 0 and not self.epochs > 0:
+            raise InputError("neither epochs nor max steps is positive", fix="pass --epochs > 0 or --max-steps > 0")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise InputError(
+                "batch size and gradient accumulation must be at least 1", fix="fix --batch-size/--grad-accum"
+            )
+        if spec.trainer == "kto" and self.batch_size < 2:
+            # KTO estimates its KL term from mismatched rows within a batch.
+            raise InputError("KTO needs a per-device batch of at least 2", fix="pass --batch-size 2 or more")
+        if self.merge and not self.lora:
+            raise InputError("--merge applies to LoRA training only", fix="add --lora or drop --merge")
+
+
+def metrics_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
+    """One metrics.jsonl line from a trainer log, or None for logs that are not a training step (eval, summary)."""
+    if "loss" not in logs:
+        return None
+    row: dict[str, Any] = {"step": int(step)}
+    row.update({name: None for name in STABLE_METRICS})
+    for key, value in logs.items():
+        name = TRL_METRIC_NAMES.get(key)
+        if name is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        # JSON has no NaN/inf; a diverged value is recorded as null rather than an unreadable line.
+        row[name] = number if math.isfinite(number) else None
+    return row
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The lines of a metrics.jsonl file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _metrics_writer(path: Path) -> "TrainerCallback":
+    from transformers import TrainerCallback
+
+    class MetricsWriter(TrainerCallback):
+        """Appends each training log to metrics.jsonl as it arrives, so a crashed run keeps its history."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                path.write_text("", encoding="utf-8")  # a re-run replaces the history, it does not append to it
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any
+        ) -> None:
+            if not logs or not state.is_world_process_zero:
+                return
+            row = metrics_row(logs, state.global_step)
+            if row is not None:
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+    return MetricsWriter()
+
+
+def _load_tokenizer(model: str) -> "PreTrainedTokenizerBase":
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    # A local tokenizer.json loads faithfully as the generic fast class; AutoTokenizer may swap in an
+    # architecture's own class (Qwen2) whose pre-tokenizer differs from what was saved.
+    if (Path(model) / "tokenizer.json").is_file():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(model)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _check_model(model: str) -> None:
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InputError(
+                "not a model directory (no config.json)", where=str(path), fix="point --model at the SFT checkpoint"
+            )
+        return
+    # Not local: only an "owner/name" hub id is worth handing to transformers.
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:
+        raise InputError("model directory not found", where=model, fix="point --model at the SFT checkpoint directory")
+
+
+def _common_args(options: TrainOptions, run_dir: Path, *, progress: bool) -> dict[str, Any]:
+    import torch
+    from transformers import TrainingArguments
+
+    on_gpu = torch.cuda.is_available()
+    bf16 = options.bf16 if options.bf16 is not None else bool(on_gpu and torch.cuda.is_bf16_supported())
+    checkpointing = options.gradient_checkpointing if options.gradient_checkpointing is not None else on_gpu
+    return {
+        "output_dir": str(run_dir),
+        "learning_rate": options.lr,
+        "num_train_epochs": options.epochs,
+        "max_steps": options.max_steps,
+        "per_device_train_batch_size": options.batch_size,
+        "gradient_accumulation_steps": options.grad_accum,
+        "max_length": options.max_length,
+        "logging_steps": options.logging_steps,
+        "seed": options.seed,
+        # TRL's configs default bf16 to True, which a CPU or an older GPU cannot run: always decide it here.
+        "bf16": bf16,
+        # transformers 5 renamed gradient_checkpointing; the old name (TRL's default) now warns on every run.
+        (
+            "activation_checkpointing"
+            if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+            else "gradient_checkpointing"
+        ): checkpointing,
+        "report_to": options.report_to,
+        # Only the final model is saved; intermediate checkpoints of a sweep would multiply disk use.
+        "save_strategy": "no",
+        "disable_tqdm": not progress,
+        "dataloader_pin_memory": on_gpu,
+    }
+
+
+Builder = Callable[[VariantSpec, "float | None", TrainOptions, dict[str, Any]], "tuple[type, TrainingArguments]"]
+
+
+def _build_dpo(
+    spec: VariantSpec, beta: float | None, options: TrainOptions, common: dict[str, Any]
+) -> tuple[type, Any]:
+    from trl import DPOConfig, DPOTrainer
+
+    # Full weights: precompute the reference log-probs once instead of keeping a frozen copy in memory.
+    config = DPOConfig(**common, beta=beta, loss_type=spec.loss_type, precompute_ref_log_probs=not options.lora)
+    return DPOTrainer, config
+
+
+def _build_cpo(
+    spec: VariantSpec, beta: float | None, options: TrainOptions, common: dict[str, Any]
+) -> tuple[type, Any]:
+    with warnings.catch_warnings():
+        # Deliberate: TRL 1.16 ships SimPO only through the experimental CPO trainer.
+        warnings.filterwarnings("ignore", message=".*trl.experimental")
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    # SimPO = CPO's simpo loss without the behaviour-cloning term (cpo_alpha=0); DPOConfig's "simpo" fails in TRL 1.16.
+    config = CPOConfig(
+        **common,
+        beta=beta,
+        loss_type=spec.loss_type,
+        cpo_alpha=0.0,
+        simpo_gamma=options.simpo_gamma,
+        remove_unused_columns=False,  # its collator needs the raw columns (TRL sets it anyway, with a warning)
+    )
+    return CPOTrainer, config
+
+
+def _build_kto(
+    spec: VariantSpec, beta: float | None, options: TrainOptions, common: dict[str, Any]
+) -> tuple[type, Any]:
+    from trl import KTOConfig, KTOTrainer
+
+    config = KTOConfig(**common, beta=beta, loss_type=spec.loss_type, precompute_ref_log_probs=not options.lora)
+    return KTOTrainer, config
+
+
+def _build_sft(
+    spec: VariantSpec, beta: float | None, options: TrainOptions, common: dict[str, Any]
+) -> tuple[type, Any]:
+    from trl import SFTConfig, SFTTrainer
+
+    return SFTTrainer, SFTConfig(**common)
+
+
+# Trainer family (VariantSpec.trainer) -> builder of (trainer class, config).
+TRAINER_BUILDERS: dict[str, Builder] = {"dpo": _build_dpo, "cpo": _build_cpo, "kto": _build_kto, "sft": _build_sft}
+
+
+def _peft_config(options: TrainOptions) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=options.lora_targets or "all-linear",
+    )
+
+
+def _merge_adapter(base: str, adapter_dir: Path, out: Path, tokenizer: "PreTrainedTokenizerBase") -> None:
+    """Fold the adapter into the base weights, reloaded from disk (works the same after any distributed run)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    # dtype="auto" keeps the base checkpoint's own precision for the merged weights.
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="auto"), str(adapter_dir))
+    merged.merge_and_unload().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _local_or_id(value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+@contextmanager
+def _tqdm_disabled(disabled: bool) -> Iterator[None]:
+    """TRL's reference-log-prob pass reads only TQDM_DISABLE; set it for the run and restore it after."""
+    previous = os.environ.get("TQDM_DISABLE")
+    if disabled:
+        os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train_one(
+    spec: VariantSpec,
+    beta: float | None,
+    *,
+    model: str,
+    data: str,
+    dataset: Any,
+    tokenizer: "PreTrainedTokenizerBase",
+    options: TrainOptions,
+    out_dir: Path,
+    progress: bool,
+) -> CheckpointEntry | None:
+    import torch
+    import trl
+    from transformers import AutoModelForCausalLM
+
+    name = checkpoint_name(spec.name, beta)
+    run_dir = out_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = run_dir / "metrics.jsonl"
+
+    common = _common_args(options, run_dir, progress=progress)
+    trainer_cls, config = TRAINER_BUILDERS[spec.trainer](spec, beta, options, common)
+    # fp32 master weights (TRL's own default): bf16 weights would round away updates at preference-tuning rates.
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    with _tqdm_disabled(not progress):
+        trainer = trainer_cls(
+            model=policy,
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=[_metrics_writer(metrics_path)],
+            peft_config=_peft_config(options) if options.lora else None,
+        )
+        if not progress:
+            from transformers import PrinterCallback
+
+            # With tqdm off, transformers prints every log dict instead; metrics.jsonl already has them.
+            trainer.remove_callback(PrinterCallback)
+        result = trainer.train()
+    adapter_only = options.lora and not options.merge
+    weights_dir = run_dir / "adapter" if options.lora and options.merge else run_dir
+    trainer.save_model(str(weights_dir))  # every process: FSDP/DeepSpeed gather the weights collectively
+    is_main = trainer.is_world_process_zero()
+    steps = trainer.state.global_step
+    del trainer, policy
+    _free_memory()
+    if not is_main:
+        return None
+    tokenizer.save_pretrained(run_dir)
+    if options.lora and options.merge:
+        _merge_adapter(model, weights_dir, run_dir, tokenizer)
+
+    metrics = read_metrics(metrics_path)
+    flags = training_flags(metrics)
+    extra: dict[str, Any] = {
+        "init_model": _local_or_id(model),  # the checkpoint training started from
+        "data": _local_or_id(data),
+        "rows": len(dataset),
+        "steps": steps,
+        "train_runtime": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+        "loss_type": spec.loss_type,
+        "options": asdict(options),
+        "trl_version": trl.__version__,
+    }
+    if spec.trainer == "cpo":
+        extra["simpo_gamma"] = options.simpo_gamma
+    if options.lora and options.merge:
+        extra["lora_merged"] = True
+    return CheckpointEntry(
+        name=name,
+        variant=spec.name,
+        beta=beta,
+        path=str(run_dir.resolve()),
+        base=_local_or_id(model) if adapter_only else None,
+        adapter=adapter_only,
+        metrics=str(metrics_path.resolve()),
+        flags=[flag.to_dict() for flag in flags],
+        created=utc_now(),
+        extra=extra,
+    )
+
+
+def train_variant(
+    variant: str,
+    *,
+    model: str,
+    data: str,
+    betas: Sequence[float] | None = None,
+    options: TrainOptions,
+    out_dir: str | Path,
+    manifest: str | Path | None = None,
+    progress: bool = True,
+    grid: bool = False,
+    split: str = "train",
+) -> list[CheckpointEntry]:
+    """Train ``variant`` from the SFT checkpoint ``model`` on ``data``, once per beta, and register each checkpoint.
+
+    ``betas`` None runs the variant's default beta (``grid=True``: its default grid). ``data`` is a local
+    ``.jsonl``/``.json`` file or a Hugging Face dataset name (``split``). Returns the entries written to
+    ``manifest`` (default ``<out_dir>/manifest.json``), with absolute paths; on non-main processes of a
+    distributed launch, ``[]``.
+    """
+    spec = get_variant(variant)
+    run_betas = resolve_betas(spec, betas, grid=grid)
+    options.validate(spec)
+    _check_model(model)
+    out = Path(out_dir)
+    manifest_path = Path(manifest) if manifest is not None else out / DEFAULT_MANIFEST_NAME
+
+    from evalsuite.trainers._data import load_preference_data
+
+    tokenizer = _load_tokenizer(model)
+    if not progress:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    # Train through the chat template whenever the model has one: evalsuite generates through it too.
+    dataset = load_preference_data(data, split=split, variant=spec.name, chat=tokenizer.chat_template is not None)
+
+    entries: list[CheckpointEntry] = []
+    for beta in run_betas:
+        entry = _train_one(
+            spec,
+            beta,
+            model=model,
+            data=data,
+            dataset=dataset,
+            tokenizer=tokenizer,
+            options=options,
+            out_dir=out,
+            progress=progress,
+        )
+        if entry is not None:
+            upsert_entry(manifest_path, entry)
+            entries.append(entry)
+    return entries
+
+
+__all__ = [
+    "STABLE_METRICS",
+    "TRAINER_BUILDERS",
+    "TRL_METRIC_NAMES",
+    "TrainOptions",
+    "metrics_row",
+    "read_metrics",
+    "train_variant",
+]
