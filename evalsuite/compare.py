@@ -140,6 +140,7 @@ def run_compare(
     stats_options: StatsOptions | None = None,
     backends: Mapping[str, Any] | None = None,
     generate_answers: bool = True,
+    note: str | None = None,
 ) -> CompareOutcome:
     """Generate what is missing, judge every pair in both orders, write results. Safe to re-run at any point."""
     questions = load_benchmark(config.bench)
@@ -166,6 +167,8 @@ def run_compare(
         results = compute_results(
             store, config, questions, baseline, candidates, stats_options=stats_options or StatsOptions(seed=config.seed)
         )
+        if note:
+            results["note"] = note
         results["generation"] = [g.__dict__ for g in gen]
         results["judging"] = summary.__dict__
         rp, lp = write_outputs(results, config.run_dir)

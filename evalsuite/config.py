@@ -72,6 +72,7 @@ class Config:
     run_dir: Path
     manifest: Path
     checkpoint_backend: str  # backend for manifest checkpoints: hf (CPU/GPU) or vllm (GPU)
+    checkpoint_options: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields for every manifest checkpoint
     seed: int = 0
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -162,9 +163,19 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         run_dir=rd,
         manifest=manifest,
         checkpoint_backend=str(train.get("backend", "hf")),
+        checkpoint_options=_checkpoint_options(train, where),
         seed=int(run.get("seed", 0)),
         raw=raw,
     )
+
+
+def _checkpoint_options(train: dict[str, Any], where: str) -> dict[str, Any]:
+    """[train] keys that are ModelSpec fields (max_tokens, batch_size, device, ...) apply to every trained checkpoint."""
+    allowed = _MODEL_FIELDS - {"backend", "model", "adapter", "base_url", "api_key_env"}
+    unknown = sorted(set(train) - allowed - {"backend", "manifest"})
+    if unknown:
+        raise InputError(f"unknown [train] key(s) {unknown}", where=where, fix=f"use manifest, backend or {sorted(allowed)}")
+    return {k: v for k, v in train.items() if k in allowed}
 
 
 def model_spec(name: str, table: dict[str, Any], *, where: str = "config") -> ModelSpec:
@@ -210,9 +221,11 @@ def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
             extra = {"flags": list(e.flags), "variant": e.variant, "beta": e.beta}
             if e.adapter:
                 base = str(resolve_base(config.manifest, e) or "")
-                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=base, adapter=path, extra=extra))
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=base, adapter=path, extra=extra,
+                                     **config.checkpoint_options))
             else:
-                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=path, extra=extra))
+                out.append(ModelSpec(name=e.name, backend=config.checkpoint_backend, model=path, extra=extra,
+                                     **config.checkpoint_options))
     seen: set[str] = set()
     unique = []
     for s in out:

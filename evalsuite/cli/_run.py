@@ -20,10 +20,39 @@ _common_options: list[Callable[[Any], Any]] = [
 ]
 
 
+_judging_options: list[Callable[[Any], Any]] = [
+    click.option("--mode", type=click.Choice(["strict", "average"]), help="Swap reconciliation (default strict, MT-Bench's rule)."),
+    click.option("--template", help="Judge template name or file (used for the turn it judges)."),
+    click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair."),
+    click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors."),
+    click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for CIs and p-values."),
+    click.option("--bt-rounds", type=int, default=1_000, show_default=True, help="Bootstrap rounds for Bradley-Terry CIs."),
+    click.option("--seed", type=int, help="Seed for every resampling (default run.seed or 0)."),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+]
+
+
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(_common_options):
         fn = opt(fn)
     return fn
+
+
+def judging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_judging_options):
+        fn = opt(fn)
+    return fn
+
+
+def judging_overrides(mode: str | None, pairs: str | None, template: str | None) -> list[str]:
+    extra = []
+    if mode:
+        extra.append(f'judging.mode="{mode}"')
+    if pairs:
+        extra.append(f'judging.pairs="{pairs}"')
+    if template:
+        extra.append(f"judging.template={_toml_str(template)}")
+    return extra
 
 
 def build_config(config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
@@ -57,14 +86,7 @@ def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
 @click.argument("baseline")
 @click.argument("candidates", nargs=-1, required=True)
 @common_options
-@click.option("--mode", type=click.Choice(["strict", "average"]), help="Swap reconciliation (default strict, MT-Bench's rule).")
-@click.option("--template", help="Judge template name or file (used for the turn it judges).")
-@click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair.")
-@click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors.")
-@click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for CIs and p-values.")
-@click.option("--bt-rounds", type=int, default=1_000, show_default=True, help="Bootstrap rounds for Bradley-Terry CIs.")
-@click.option("--seed", type=int, help="Seed for every resampling.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@judging_options
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
                 template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
@@ -78,14 +100,8 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     from evalsuite.config import resolve_models
     from evalsuite.report.results import StatsOptions
 
-    extra = []
-    if mode:
-        extra.append(f'judging.mode="{mode}"')
-    if pairs:
-        extra.append(f'judging.pairs="{pairs}"')
-    if template:
-        extra.append(f"judging.template={_toml_str(template)}")
-    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides, extra)
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides,
+                          judging_overrides(mode, pairs, template))
     if seed is not None:
         config = replace(config, seed=seed)
     base = resolve_models(config, [baseline])
@@ -150,31 +166,26 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
 @click.argument("baseline")
 @click.argument("candidates", nargs=-1, required=True)
 @common_options
-@click.option("--mode", type=click.Choice(["strict", "average"]))
-@click.option("--template", help="Judge template name or file.")
-@click.option("--pairs", type=click.Choice(["baseline", "all"]))
-@click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors.")
-@click.option("--quiet", is_flag=True)
+@judging_options
 def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
               bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
-              template: str | None, pairs: str | None, retry_errors: bool, quiet: bool) -> None:
+              template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
+              quiet: bool) -> None:
     """Judge stored answers only (no generation): CANDIDATES vs BASELINE in both orders, then write the results.
 
     Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
     """
     from evalsuite.compare import run_compare
     from evalsuite.config import ModelSpec
+    from evalsuite.report.results import StatsOptions
 
-    extra = []
-    if mode:
-        extra.append(f'judging.mode="{mode}"')
-    if pairs:
-        extra.append(f'judging.pairs="{pairs}"')
-    if template:
-        extra.append(f"judging.template={_toml_str(template)}")
-    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides, extra)
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides,
+                          judging_overrides(mode, pairs, template))
+    if seed is not None:
+        config = replace(config, seed=seed)
     specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
     outcome = run_compare(config, specs[0], specs[1:], progress=progress_factory(quiet), retry_errors=retry_errors,
-                          generate_answers=False)
+                          generate_answers=False,
+                          stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed))
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)

@@ -46,6 +46,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     ratings = {r["model"]: r for r in results.get("ratings", [])}
     training = results.get("training", {})
     lines: list[str] = [f"# Leaderboard: candidates vs `{baseline}`", ""]
+    if results.get("note"):
+        lines += [f"> **Note.** {results['note']}", ""]
     bench = results.get("benchmark", {})
     lines.append(
         f"Judge `{results.get('judge', '?')}` compared each candidate with `{baseline}` on "
@@ -162,6 +164,4 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         + f"; evalsuite {results.get('evalsuite_version')}; {results.get('created', '')}.",
         "",
     ]
-    if results.get("note"):
-        lines += [f"> {results['note']}", ""]
     return "\n".join(lines)
