@@ -76,7 +76,7 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
         models={},
         judge=ModelSpec(name="judge", backend="hf", model=str(judge_dir), verdict_mode="logprob", max_tokens=4, batch_size=8,
                         seed=options.seed, extra={"label": "tiny-judge"}),
-        judging=JudgingOptions(),
+        judging=JudgingOptions(mode="average"),  # soft verdicts from verdict-token probabilities, averaged over both orders
         run_dir=out / "run",
         manifest=manifest,
         checkpoint_backend="hf",
