@@ -82,7 +82,7 @@ def question_from_record(obj: Mapping[str, Any], *, where: str, reference: Seque
     ref = obj.get("reference", reference)
     if isinstance(ref, str):
         ref = [ref]
-    if ref is not None and not (isinstance(ref, list) and all(isinstance(r, str) for r in ref)):
+    if ref is not None and not (isinstance(ref, (list, tuple)) and all(isinstance(r, str) for r in ref)):
         raise InputError("reference must be a list of strings", where=where, fix="one reference answer per turn")
     return Question(
         question_id=str(obj["question_id"]),
