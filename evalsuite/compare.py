@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from evalsuite import __version__
 from evalsuite.bench import load_benchmark
 from evalsuite.config import Config, ModelSpec
-from evalsuite.generate import GenerationSummary, generate
+from evalsuite.generate import GenerationSummary, generate_all
 from evalsuite.judge._run import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
@@ -149,10 +149,7 @@ def run_compare(
     store = RunStore(config.run_dir)
     try:
         store.put_questions(questions)
-        gen = []
-        for spec in (baseline, *candidates) if generate_answers else ():
-            backend = (backends or {}).get(spec.name)
-            gen.append(generate(spec, questions, store, progress=progress, backend=backend))
+        gen = generate_all([baseline, *candidates], questions, store, progress=progress, backends=backends) if generate_answers else []
         pairs = judged_pairs(baseline.name, [c.name for c in candidates], config.judging.pairs)
         summary = run_judge(
             config.judge,

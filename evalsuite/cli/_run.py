@@ -137,7 +137,16 @@ def print_summary(results: dict[str, Any]) -> None:
     import sys
 
     # piped output (CI logs, files) gets a fixed width instead of rich's 80-column fallback
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    usage = results.get("usage", {})
+    parts = []
+    for name, u in sorted(usage.get("models", {}).items()) + [("judge", usage.get("judge", {}))]:
+        if u.get("prompt_tokens") or u.get("completion_tokens"):
+            cost = f" (${u['cost_usd']:.4f})" if u.get("cost_usd") is not None else ""
+            parts.append(f"{name} {u['prompt_tokens']:,} in / {u['completion_tokens']:,} out{cost}")
+    if parts:
+        console.print("tokens: " + "; ".join(parts), highlight=False)
 
 
 @click.command("generate")
@@ -149,7 +158,7 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
     """Generate two-turn answers for MODELS into the run store (only what is missing)."""
     from evalsuite.bench import load_benchmark
     from evalsuite.config import resolve_models
-    from evalsuite.generate import generate
+    from evalsuite.generate import generate_all
     from evalsuite.store import RunStore
 
     config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
@@ -157,8 +166,7 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
     questions = load_benchmark(config.bench)
     with RunStore(config.run_dir) as store:
         store.put_questions(questions)
-        for spec in specs:
-            s = generate(spec, questions, store, progress=progress_factory(quiet))
+        for s in generate_all(specs, questions, store, progress=progress_factory(quiet)):
             click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors", err=True)
 
 

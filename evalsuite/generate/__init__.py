@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
 
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, Progress, make_backend
 from evalsuite.config import ModelSpec
@@ -62,7 +62,7 @@ def _turn_request(spec: ModelSpec, question: Question, replies: Sequence[str], t
         temperature=temperature,
         max_tokens=spec.max_tokens,
         seed=spec.seed,
-        meta={"question_id": question.question_id, "turn": turn, "adapter": spec.adapter},
+        meta={"model": spec.name, "question_id": question.question_id, "turn": turn, "adapter": spec.adapter},
     )
 
 
@@ -88,27 +88,63 @@ def plan_generation(spec: ModelSpec, questions: Sequence[Question], stored: dict
     return requests, cached
 
 
-def generate(
-    spec: ModelSpec,
+def engine_key(spec: ModelSpec) -> tuple[Any, ...]:
+    """Models that can share one engine: vLLM serves every LoRA adapter of a base model from one engine; any other
+    backend gets one instance per model."""
+    if spec.backend == "vllm":
+        return ("vllm", spec.model, spec.tensor_parallel_size, spec.dtype)
+    return ("one", spec.name)
+
+
+def generate_all(
+    specs: Sequence[ModelSpec],
     questions: Sequence[Question],
     store: RunStore,
     *,
     progress: Callable[[str, int], Any],
-    backend: ChatBackend | None = None,
-) -> GenerationSummary:
-    """Generate every missing answer turn of ``spec`` on ``questions`` into ``store``."""
+    backends: Mapping[str, ChatBackend] | None = None,
+) -> list[GenerationSummary]:
+    """Generate every missing answer turn of every model in ``specs`` into ``store``, one engine per ``engine_key``."""
     by_id = {q.question_id: q for q in questions}
-    requests, cached = plan_generation(spec, questions, store.answer_turns(spec.name))
-    if not requests:
-        return GenerationSummary(spec.name, 0, cached, 0)
-    backend = backend or make_backend(spec)
-    counts = {"requested": 0, "errors": 0}
-    settings = {"max_tokens": spec.max_tokens, "seed": spec.seed}
+    groups: dict[tuple[Any, ...], list[ModelSpec]] = {}
+    for spec in specs:
+        groups.setdefault(engine_key(spec), []).append(spec)
+    summaries: dict[str, GenerationSummary] = {}
+    for group in groups.values():
+        by_name = {s.name: s for s in group}
+        requests: list[ChatRequest] = []
+        counts = {s.name: {"requested": 0, "errors": 0, "cached": 0} for s in group}
+        for spec in group:
+            reqs, cached = plan_generation(spec, questions, store.answer_turns(spec.name))
+            counts[spec.name]["cached"] = cached
+            requests += reqs
+        if requests:
+            _run_group(group, requests, by_id, by_name, counts, store, progress, backends or {})
+        for name, c in counts.items():
+            summaries[name] = GenerationSummary(name, c["requested"], c["cached"], c["errors"])
+    return [summaries[s.name] for s in specs]
+
+
+def _run_group(
+    group: Sequence[ModelSpec],
+    requests: list[ChatRequest],
+    by_id: Mapping[str, Question],
+    by_name: Mapping[str, ModelSpec],
+    counts: dict[str, dict[str, int]],
+    store: RunStore,
+    progress: Callable[[str, int], Any],
+    backends: Mapping[str, ChatBackend],
+) -> None:
+    given = backends.get(group[0].name)
+    # a shared engine is built for the base model; each request names its own adapter (None for the base itself)
+    backend = given or make_backend(group[0] if len(group) == 1 else replace(group[0], adapter=None))
 
     def on_done(req: ChatRequest, result: ChatResult) -> list[ChatRequest] | None:
-        counts["requested"] += 1
+        spec = by_name[req.meta["model"]]
+        c = counts[spec.name]
+        c["requested"] += 1
         if result.error is not None:
-            counts["errors"] += 1
+            c["errors"] += 1
             return None
         q = by_id[req.meta["question_id"]]
         turn = req.meta["turn"]
@@ -119,7 +155,7 @@ def generate(
             text=result.text,
             cache_key=req.key,
             backend=spec.backend,
-            settings={**settings, "temperature": req.temperature},
+            settings={"max_tokens": spec.max_tokens, "seed": spec.seed, "temperature": req.temperature},
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             seconds=result.latency,
@@ -129,6 +165,22 @@ def generate(
             return [_turn_request(spec, q, replies, turn + 1)]
         return None
 
-    with progress(f"generate {spec.name}", len(requests)) as bar:
-        backend.run(requests, on_done, bar)
-    return GenerationSummary(spec.name, counts["requested"], cached, counts["errors"])
+    try:
+        with progress(f"generate {', '.join(s.name for s in group)}", len(requests)) as bar:
+            backend.run(requests, on_done, bar)
+    finally:
+        close = getattr(backend, "close", None)
+        if given is None and close is not None:
+            close()  # return GPU memory before the next engine starts
+
+
+def generate(
+    spec: ModelSpec,
+    questions: Sequence[Question],
+    store: RunStore,
+    *,
+    progress: Callable[[str, int], Any],
+    backend: ChatBackend | None = None,
+) -> GenerationSummary:
+    """Generate every missing answer turn of one model into ``store``."""
+    return generate_all([spec], questions, store, progress=progress, backends={spec.name: backend} if backend else None)[0]

@@ -198,6 +198,7 @@ def run_judge(
     )
     if not requests:
         return JudgeSummary(label, 0, cached, 0, missing)
+    given = backend
     backend = backend or make_backend(judge)
     counts = {"requested": 0, "errors": 0}
 
@@ -207,6 +208,11 @@ def run_judge(
         counts["requested"] += 1
         counts["errors"] += j.verdict == "error"
 
-    with progress(f"judge ({label})", len(requests)) as bar:
-        backend.run(requests, on_done, bar)
+    try:
+        with progress(f"judge ({label})", len(requests)) as bar:
+            backend.run(requests, on_done, bar)
+    finally:
+        close = getattr(backend, "close", None)
+        if given is None and close is not None:
+            close()
     return JudgeSummary(label, counts["requested"], cached, counts["errors"], missing)

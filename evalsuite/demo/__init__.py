@@ -1,0 +1,1 @@
+"""Offline demo material: tiny local models and bundled demo data."""

@@ -1,0 +1,220 @@
+"""GPU check for the training and local-generation paths: a few LoRA steps of DPO, IPO, SimPO and KTO, then ``hf``
+generation, on a ~100M-parameter random-weight Qwen2 built on the machine (nothing is downloaded).
+
+Prints training tokens/s per variant and generation tokens/s (batched vs one at a time) with peak GPU memory.
+Written against TRL directly (DPOTrainer with loss_type "sigmoid"/"ipo", trl.experimental.cpo.CPOTrainer with
+loss_type "simpo" and cpo_alpha 0, KTOTrainer), LoRA through ``peft_config``, so it checks the libraries the
+``trainers`` package builds on. The model is random and the data synthetic: losses are meaningless, speed is not.
+
+    python scripts/gpu_train_check.py [--steps 20] [--batch-size 8] [--variants dpo,ipo,simpo,kto]
+
+Without CUDA it exits with code 2 and says so. ``--cpu-smoke`` runs the same code on the CPU with the tiny model and
+2 steps, only to check that the TRL/PEFT calls work; its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # CPOTrainer lives in trl.experimental
+
+BIG = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 2560}  # ~100M parameters
+TOPICS = ("binary search", "photosynthesis", "compound interest", "the Monty Hall problem", "gradient descent",
+          "a haiku about rain", "the French revolution", "a polite refusal email")
+
+
+def _reply(rng: random.Random, good: bool) -> str:
+    words = ("clear", "step", "because", "therefore", "example", "check", "answer", "first", "then", "so")
+    n = rng.randint(40, 90) if good else rng.randint(10, 40)
+    return " ".join(rng.choice(words) for _ in range(n)) + ("." if good else "")
+
+
+def preference_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Conversational pairs (TRL's prompt / chosen / rejected message-list format)."""
+    rng = random.Random(seed)
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Explain {rng.choice(TOPICS)} in detail, please."}],
+            "chosen": [{"role": "assistant", "content": _reply(rng, True)}],
+            "rejected": [{"role": "assistant", "content": _reply(rng, False)}],
+        }
+        for _ in range(n)
+    ]
+
+
+def unpaired_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """KTO's unpaired format: each pair becomes one desirable and one undesirable example."""
+    rows = []
+    for pair in pairs:
+        rows.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+        rows.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+    return rows
+
+
+def tokens_per_example(tokenizer: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> float:
+    """Mean tokens the policy reads per training example (prompt + each reply), from the chat template."""
+    total = 0
+    for row in rows:
+        for key in keys:
+            text = tokenizer.apply_chat_template(row["prompt"] + row[key], tokenize=False)
+            total += len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return total / len(rows)
+
+
+def train_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespace, out: Path) -> dict[str, float]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, PrinterCallback
+
+    cuda = torch.cuda.is_available()
+    pairs = preference_rows(args.steps * args.batch_size, seed=1)
+    common: dict[str, Any] = {
+        "output_dir": str(out / variant), "per_device_train_batch_size": args.batch_size, "max_steps": args.steps,
+        "learning_rate": 5e-5, "logging_steps": 1, "report_to": "none", "save_strategy": "no",
+        "max_length": args.max_length, "bf16": cuda, "seed": 0, "disable_tqdm": True,
+    }
+    trainer_cls: Callable[..., Any]
+    if variant in ("dpo", "ipo"):
+        from trl import DPOConfig, DPOTrainer
+
+        config = DPOConfig(loss_type="sigmoid" if variant == "dpo" else "ipo", beta=0.1, **common)
+        trainer_cls, rows, keys = DPOTrainer, pairs, ("chosen", "rejected")
+    elif variant == "simpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        # SimPO = CPO's simpo loss without the behaviour-cloning term (cpo_alpha 0); reference-free.
+        config = CPOConfig(
+            loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, remove_unused_columns=False, **common
+        )
+        trainer_cls, rows, keys = CPOTrainer, pairs, ("chosen", "rejected")
+    elif variant == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        config = KTOConfig(beta=0.1, desirable_weight=1.0, undesirable_weight=1.0, **common)
+        trainer_cls, rows, keys = KTOTrainer, unpaired_rows(pairs)[: len(pairs)], ("completion",)
+        random.Random(2).shuffle(rows)
+    else:
+        raise SystemExit(f"unknown variant {variant!r}: use dpo, ipo, simpo, kto")
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if cuda else torch.float32)
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = trainer_cls(
+        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora
+    )
+    trainer.remove_callback(PrinterCallback)  # per-step log dicts would bury the table; losses are read below
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    output = trainer.train()
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+    per_example = tokens_per_example(tokenizer, rows, keys)
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    result = {
+        "wall_s": wall,
+        "tokens_per_s": args.steps * args.batch_size * per_example / wall,
+        "samples_per_s": float(output.metrics.get("train_samples_per_second", 0.0)),
+        "first_loss": losses[0] if losses else float("nan"),
+        "last_loss": losses[-1] if losses else float("nan"),
+        "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
+    }
+    del trainer, model
+    gc.collect()
+    if cuda:
+        torch.cuda.empty_cache()
+    return result
+
+
+def time_generation(base: Path, args: argparse.Namespace) -> None:
+    import torch
+
+    from evalsuite.backends import ChatRequest, NullProgress
+    from evalsuite.backends.hf import HFBackend
+    from evalsuite.config import ModelSpec
+
+    prompts = [f"Explain {TOPICS[i % len(TOPICS)]} to reader number {i}." for i in range(args.gen_prompts)]
+    requests = [ChatRequest(key=f"g{i}", messages=({"role": "user", "content": p},), max_tokens=args.new_tokens)
+                for i, p in enumerate(prompts)]
+    print(f"\nhf generation: {len(requests)} prompts x {args.new_tokens} new tokens (min = max), greedy, dtype auto")
+    for batch_size in (1, 16, 64):
+        if batch_size == 1 and args.cpu_smoke is False:
+            subset = requests[:16]  # one at a time is slow; 16 prompts are enough for its rate
+        else:
+            subset = requests
+        spec = ModelSpec(name="gen", backend="hf", model=str(base), batch_size=batch_size,
+                         extra={"min_new_tokens": args.new_tokens})
+        backend = HFBackend.from_spec(spec)
+        backend.run(subset[:1], lambda r, res: None, NullProgress())  # warm-up: load, CUDA kernels
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        counts: list[int] = []
+        started = time.perf_counter()
+        backend.run(subset, lambda r, res: counts.append(res.completion_tokens), NullProgress())
+        wall = time.perf_counter() - started
+        peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+        print(f"  batch {batch_size:>3}: {len(subset):>3} prompts, {sum(counts):>6} tokens in {wall:7.2f} s = "
+              f"{sum(counts) / wall:9.1f} tokens/s, peak GPU {peak:7.0f} MiB")
+        del backend
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--variants", default="dpo,ipo,simpo,kto")
+    parser.add_argument("--gen-prompts", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--cpu-smoke", action="store_true", help="tiny model, 2 steps, on CPU: API check only")
+    args = parser.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available() and not args.cpu_smoke:
+        print("gpu_train_check: no CUDA device is available (torch.cuda.is_available() is False); "
+              "run it on a GPU machine, or pass --cpu-smoke to only check the code path.", file=sys.stderr)
+        return 2
+    if args.cpu_smoke:
+        args.steps, args.batch_size, args.gen_prompts, args.new_tokens = 2, 2, 4, 4
+
+    from transformers import AutoModelForCausalLM
+
+    from evalsuite.demo.tiny import build_tiny_model, load_tokenizer
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (smoke run, figures meaningless)"
+    print(f"device: {device}; torch {torch.__version__}")
+    with tempfile.TemporaryDirectory(prefix="evalsuite-gpu-check-") as tmp:
+        base = build_tiny_model(Path(tmp) / "base", **({} if args.cpu_smoke else BIG))
+        tokenizer = load_tokenizer(base)
+        params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base).parameters())
+        print(f"model: random-weight Qwen2, {params:,} parameters; tokenizer vocab {len(tokenizer)}")
+        print(f"training: LoRA r=16 all-linear, {args.steps} steps x batch {args.batch_size}, "
+              f"max_length {args.max_length}")
+        print(f"{'variant':8} {'wall s':>8} {'tokens/s':>10} {'samples/s':>10} {'loss first':>11} {'loss last':>10} "
+              f"{'peak GPU MiB':>13}")
+        for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
+            r = train_variant(variant, base, tokenizer, args, Path(tmp))
+            print(f"{variant:8} {r['wall_s']:>8.2f} {r['tokens_per_s']:>10.0f} {r['samples_per_s']:>10.2f} "
+                  f"{r['first_loss']:>11.4f} {r['last_loss']:>10.4f} {r['peak_mib']:>13.0f}", flush=True)
+        print("tokens/s counts the tokens of each example the policy reads (prompt + chosen + rejected for pairs, "
+              "prompt + completion for KTO); reference-model and KTO KL passes are extra work not counted.")
+        time_generation(base, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
