@@ -36,6 +36,17 @@ _DTYPES = {
 _CLOSING = str.maketrans("[(<{", "])>}")
 
 
+def check_checkpoint(spec: "ModelSpec") -> None:
+    """A local model entry must name a checkpoint that exists: say so before any engine starts loading."""
+    if not spec.model:
+        raise InputError(f"model {spec.name!r} has no checkpoint", fix="set model = a local checkpoint dir or hub id")
+    if looks_like_path(spec.model) and not Path(spec.model).expanduser().is_dir():
+        raise InputError(
+            f"checkpoint directory {spec.model!r} of model {spec.name!r} does not exist",
+            fix="point model at a directory holding config.json, weights and the tokenizer (a trainer's output)",
+        )
+
+
 def looks_like_path(model: str) -> bool:
     """A hub id is ``owner/name``; anything absolute, dotted, home-based, deeper, or under an existing local folder
     is meant as a path, so a missing one is reported at once instead of being looked up on the hub."""
@@ -69,15 +80,7 @@ class HFBackend:
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec") -> "HFBackend":
-        if not spec.model:
-            raise InputError(
-                f"model {spec.name!r} has no checkpoint", fix="set model = a local checkpoint dir or hub id"
-            )
-        if looks_like_path(spec.model) and not Path(spec.model).expanduser().is_dir():
-            raise InputError(
-                f"checkpoint directory {spec.model!r} of model {spec.name!r} does not exist",
-                fix="point model at a directory holding config.json, weights and the tokenizer (a trainer's output)",
-            )
+        check_checkpoint(spec)
         if spec.adapter and not (Path(spec.adapter).expanduser() / "adapter_config.json").is_file():
             raise InputError(
                 f"adapter {spec.adapter!r} of model {spec.name!r} is not a PEFT adapter directory",
@@ -339,4 +342,4 @@ class HFBackend:
         return results
 
 
-__all__ = ["HFBackend", "looks_like_path"]
+__all__ = ["HFBackend", "check_checkpoint", "looks_like_path"]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from evalsuite.backends._base import ChatRequest, ChatResult, OnDone, Progress
-from evalsuite.backends.hf import looks_like_path  # cheap: hf imports torch only when it loads a model
+from evalsuite.backends.hf import check_checkpoint  # cheap: hf imports torch only when it loads a model
 from evalsuite.errors import InputError
 
 if TYPE_CHECKING:
@@ -68,15 +68,7 @@ class VLLMBackend:
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec") -> "VLLMBackend":
-        if not spec.model:
-            raise InputError(
-                f"model {spec.name!r} has no checkpoint", fix="set model = a local checkpoint dir or hub id"
-            )
-        if looks_like_path(spec.model) and not Path(spec.model).expanduser().is_dir():
-            raise InputError(
-                f"checkpoint directory {spec.model!r} of model {spec.name!r} does not exist",
-                fix="point model at a directory holding config.json, weights and the tokenizer",
-            )
+        check_checkpoint(spec)
         backend = cls(spec)
         if spec.adapter:
             backend._adapter_dir(spec.adapter)  # fail now, not after the engine has loaded

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
-from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, Progress, make_backend
+from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
 from evalsuite.config import ModelSpec
 from evalsuite.records import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, Question
 from evalsuite.store import AnswerTurn, RunStore
