@@ -120,6 +120,8 @@ def print_summary(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from evalsuite.report.markdown import format_p
+
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
@@ -131,7 +133,7 @@ def print_summary(results: dict[str, Any]) -> None:
         table.add_row(
             c["model"], str(c["n"]), str(c["wins"]), str(c["ties"]), str(c["losses"]), str(c["errors"]), str(c["inconsistent"]),
             pct(c.get("win_rate")), f"[{pct(c.get('ci_low'))}, {pct(c.get('ci_high'))}]",
-            "-" if c.get("p_holm") is None else f"{c['p_holm']:.3g}",
+            format_p(c.get("p_holm")),
             pct(h.get("consistency")), pct(h.get("first_position_win_share")), pct(h.get("tie_share")),
         )
     import sys

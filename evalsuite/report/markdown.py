@@ -9,7 +9,7 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def _p(x: float | None) -> str:
+def format_p(x: float | None) -> str:
     if x is None:
         return "–"
     return "<0.001" if x < 0.001 else f"{x:.3f}"
@@ -71,7 +71,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 _pct(c.get("win_rate")),
                 f"[{_pct(c.get('ci_low'))}, {_pct(c.get('ci_high'))}]",
                 f"{c['wins']}/{c['ties']}/{c['losses']}",
-                _p(c.get("p_holm")),
+                format_p(c.get("p_holm")),
                 _mark(c, alpha),
                 _num(r.get("rating")),
                 f"[{_num(r.get('ci_low'))}, {_num(r.get('ci_high'))}]" if r else "–",
@@ -108,8 +108,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 o = vs.get(r["model"])
                 srows.append([
                     f"{r['beta']:g}", f"`{r['model']}`" + (" ★" if r["model"] == s["best"] else ""), _pct(r["win_rate"]),
-                    f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", _p(r.get("p_holm")),
-                    "–" if o is None else f"{100 * o['diff']:+.1f} pts", "–" if o is None else _p(o.get("p_holm")),
+                    f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", format_p(r.get("p_holm")),
+                    "–" if o is None else f"{100 * o['diff']:+.1f} pts", "–" if o is None else format_p(o.get("p_holm")),
                 ])
             lines += _table(["Beta", "Model", "Win rate", "CI", "p vs 50% (Holm)", "Best minus this", "p (Holm, in sweep)"], srows, "rlrrrrr")
             lines.append("")
@@ -122,7 +122,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             d = p.get("direct")
             prow.append([
                 f"`{p['model_1']}` − `{p['model_2']}`", f"{100 * p['diff']:+.1f} pts",
-                f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]", _p(p.get("p_value")), _p(p.get("p_holm")),
+                f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]", format_p(p.get("p_value")), format_p(p.get("p_holm")),
                 "–" if not d else f"{_pct(d.get('win_rate'))} ({d['wins']}/{d['ties']}/{d['losses']})",
             ])
         lines += _table(["Comparison", "Difference", "CI", "p", "p (Holm)", "Direct win rate of the first (W/T/L)"], prow, "lrrrrr")
