@@ -4,7 +4,8 @@ Prints, per (L, C): judgments per second, the ratio to the ceiling C / L, and th
 judgment, for
   - evalsuite's judge stage (async openai SDK, aiohttp transport, both orders in flight together, every call
     committed to SQLite as it lands),
-  - the bare SDK loop (the same calls, no evalsuite around them), to isolate evalsuite's own CPU per judgment,
+  - the bare SDK loop (the same calls through the SDK's generic POST, evalsuite's call path, with nothing around
+    them), to isolate evalsuite's own CPU per judgment; and the same with the typed `chat.completions.create`,
   - a thread-pool judge that runs the two orders one after the other in each worker (the way FastChat's
     `gen_judgment.py --parallel` works), with the SDK's default sync client.
 The server runs in its own process (`python -m evalsuite.testing.fake_server`), so its CPU is not counted.
@@ -96,7 +97,9 @@ def planned_messages(url: str, questions: list[Question], answers: dict[str, dic
     return [r.messages for r in reqs]
 
 
-def bench_bare_sdk(url: str, concurrency: int, messages: list[tuple[dict[str, str], ...]]) -> tuple[int, float, float]:
+def bench_bare_sdk(url: str, concurrency: int, messages: list[tuple[dict[str, str], ...]], *, typed: bool = False) -> tuple[int, float, float]:
+    """The same calls with nothing around them: `typed` uses chat.completions.create, else the SDK's generic POST
+    (evalsuite's call path), so `evalsuite - bare` is evalsuite's own CPU."""
     import openai
 
     async def run() -> None:
@@ -108,7 +111,11 @@ def bench_bare_sdk(url: str, concurrency: int, messages: list[tuple[dict[str, st
             async def worker() -> None:
                 while not queue.empty():
                     m = queue.get_nowait()
-                    await client.chat.completions.create(model="judge", messages=list(m), temperature=0.0, max_tokens=256)
+                    if typed:
+                        await client.chat.completions.create(model="judge", messages=list(m), temperature=0.0, max_tokens=256)
+                    else:
+                        body = {"model": "judge", "messages": list(m), "temperature": 0.0, "max_tokens": 256}
+                        await client.post("/chat/completions", body=body, cast_to=dict)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
             runs: list[tuple[str, Callable[[], tuple[int, float, float]]]] = [
                 ("evalsuite", lambda: bench_evalsuite(url, args.concurrency, questions, answers)),
                 ("bare SDK", lambda: bench_bare_sdk(url, args.concurrency, messages)),
+                ("bare typed", lambda: bench_bare_sdk(url, args.concurrency, messages, typed=True)),
                 ("thread pool", lambda: bench_thread_pool(url, args.concurrency, messages)),
             ]
             for name, fn in runs:
