@@ -209,6 +209,21 @@ def main() -> None:
     print(f"{'TOTAL report statistics':<52}{sum(cold.wall.values()):>10.3f}{median_total(warm):>10.3f}"
           f"{median_total(warm, cpu=True):>10.3f}")
 
+    # The whole report as `compare` builds it: results.json (every statistic) and the markdown leaderboard.
+    from evalsuite.report.markdown import render_markdown
+    from evalsuite.report.results import StatsOptions, build_results
+
+    lengths: dict[str, dict[tuple[str, int], int]] = {BASELINE: {k: int(v) for k, v in run.len_baseline.items()}}
+    for (cand, qid, turn), length in run.len_candidate.items():
+        lengths.setdefault(cand, {})[(qid, turn)] = int(length)
+    candidates = sorted({m.model_x for m in run.matches})
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = build_results(run.matches, baseline=BASELINE, candidates=candidates, lengths=lengths,
+                            options=StatsOptions(n_resamples=10_000, bt_rounds=BT_ROUNDS, seed=2))
+    board = render_markdown(results)
+    print(f"whole report (build_results + markdown, {len(board.splitlines())} lines): "
+          f"{time.perf_counter() - t0:.3f} s wall, {time.process_time() - c0:.3f} s CPU")
+
     tracemalloc.start()
     report_statistics(run, seed=1)  # a new seed: the memoised resample counts are drawn (and counted) afresh
     _, peak = tracemalloc.get_traced_memory()
