@@ -70,7 +70,7 @@ _G2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}  # model_
 
 def pair_records(judgments: Sequence[Judgment]) -> list[dict[str, Any]]:
     """One FastChat pair record per (question, turn, unordered pair): model_1/model_2 in name order."""
-    groups: dict[tuple[str, int, str, str, str], dict[tuple[str, str], Judgment]] = {}
+    groups: dict[tuple[str, str, int, str, str], dict[tuple[str, str], Judgment]] = {}
     for j in judgments:
         m1, m2 = sorted((j.model_a, j.model_b))
         groups.setdefault((j.judge, j.question_id, j.turn, m1, m2), {})[(j.model_a, j.model_b)] = j

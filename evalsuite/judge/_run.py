@@ -17,7 +17,7 @@ from evalsuite.errors import InputError
 from evalsuite.generate import model_identity, request_key
 from evalsuite.judge.templates import JudgeTemplate, load_template, select_template
 from evalsuite.judge.verdict import get_verdict_format, parse_verdict, verdict_from_probs
-from evalsuite.records import Answer, Judgment, Question
+from evalsuite.records import Answer, Judgment, Question, Verdict
 from evalsuite.store import RunStore
 
 
@@ -145,6 +145,7 @@ def plan_judge_requests(
 
 def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
     m = req.meta
+    parsed_verdict: Verdict
     if result.error is not None:
         parsed_verdict, reason, p_first = "error", "api", None
     else:

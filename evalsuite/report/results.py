@@ -86,9 +86,10 @@ def comparison(
         return row
     scores = np.array([m.score for m in ok], dtype=float)
     clusters = np.array([m.question_id for m in ok])
-    common = dict(n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed)
-    pct = stats.cluster_bootstrap(scores, clusters, method="percentile", **common)
-    bca = stats.cluster_bootstrap(scores, clusters, method="bca", **common)
+    pct = stats.cluster_bootstrap(scores, clusters, method="percentile", n_resamples=options.n_resamples,
+                                  confidence=options.confidence, seed=options.seed)
+    bca = stats.cluster_bootstrap(scores, clusters, method="bca", n_resamples=options.n_resamples,
+                                  confidence=options.confidence, seed=options.seed)
     len_c = np.array([lengths.get(model, {}).get((m.question_id, m.turn), 0) for m in ok], dtype=float)
     len_b = np.array([lengths.get(baseline, {}).get((m.question_id, m.turn), 0) for m in ok], dtype=float)
     per_cat: dict[str, dict[str, Any]] = {}
@@ -156,20 +157,20 @@ def build_results(
 
     # Variant vs variant: paired difference of win rates against the same baseline on the same items.
     pairs: list[dict[str, Any]] = []
-    common = dict(n_resamples=options.n_resamples, confidence=options.confidence, seed=options.seed)
     for c1, c2 in combinations(candidates, 2):
         s1, s2, cl = _aligned(by_candidate[c1], by_candidate[c2])
         entry: dict[str, Any] = {"model_1": c1, "model_2": c2, "n": int(len(s1))}
         if len(s1):
-            d = stats.paired_difference(s1, s2, cl, **common)
+            d = stats.paired_difference(s1, s2, cl, n_resamples=options.n_resamples, confidence=options.confidence,
+                                        seed=options.seed)
             entry.update(diff=_round(d.estimate), ci_low=_round(d.ci_low), ci_high=_round(d.ci_high), p_value=_round(d.p_value))
         else:
             entry.update(diff=None, ci_low=None, ci_high=None, p_value=None)
         direct = [m for m in matches if {m.model_x, m.model_y} == {c1, c2}]
         if direct:
             counts = _counts(direct)
-            ok = [m.score if m.model_x == c1 else 1 - m.score for m in direct if not m.error and m.score is not None]
-            entry["direct"] = {**counts, "win_rate": _round(float(np.mean(ok))) if ok else None}
+            firsts = [m.score if m.model_x == c1 else 1 - m.score for m in direct if not m.error and m.score is not None]
+            entry["direct"] = {**counts, "win_rate": _round(float(np.mean(firsts))) if firsts else None}
         pairs.append(entry)
     tested_pairs = [p for p in pairs if p["p_value"] is not None]
     if tested_pairs:
@@ -177,14 +178,14 @@ def build_results(
             p["p_holm"] = _round(adj)
 
     # Bradley-Terry over every non-error match of the run, ties as half wins.
-    ok = [m for m in matches if not m.error and m.score is not None]
+    scored = [m for m in matches if not m.error and m.score is not None]
     ratings: list[dict[str, Any]] = []
-    if ok:
+    if scored:
         fitted = stats.bradley_terry(
-            [m.model_x for m in ok],
-            [m.model_y for m in ok],
-            np.array([m.score for m in ok], dtype=float),
-            np.array([m.question_id for m in ok]),
+            [m.model_x for m in scored],
+            [m.model_y for m in scored],
+            np.array([m.score for m in scored], dtype=float),
+            np.array([m.question_id for m in scored]),
             anchor=baseline,
             n_rounds=options.bt_rounds,
             confidence=options.confidence,
