@@ -98,7 +98,10 @@ def test_cli_exit_codes_and_step_summary(tmp_path: Path) -> None:
     bad = run_cli("gate", "--run-dir", str(run), "--baseline", "sft", "--candidate", "dpo", "--candidate", "simpo", cwd=tmp_path)
     assert bad.returncode == 1 and "FAIL simpo" in bad.stdout
     missing = run_cli("gate", "--run-dir", str(tmp_path / "nope"), "--baseline", "sft", "--candidate", "dpo", cwd=tmp_path)
-    assert missing.returncode == 2 and "no results.json" in missing.stderr
+    assert missing.returncode == 2 and "no results file" in missing.stderr
+    (tmp_path / "old.json").write_text(json.dumps(_results({"dpo": STRONG})))
+    against = run_cli("gate", "--run-dir", str(run), "--baseline", "sft", "--candidate", "dpo", "--against", str(tmp_path / "old.json"), cwd=tmp_path)
+    assert against.returncode == 0 and "no significant drop" in against.stdout
 
 
 def test_report_formats(tmp_path: Path) -> None:

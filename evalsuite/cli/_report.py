@@ -13,10 +13,11 @@ import click
 from evalsuite.errors import InputError
 
 
-def load_results(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "results.json"
+def load_results(run_dir: str | Path, *, path: str | Path | None = None) -> dict[str, Any]:
+    """A run's results.json (or the file at ``path``), with a one-line error when it is missing or broken."""
+    path = Path(path) if path is not None else Path(run_dir) / "results.json"
     if not path.is_file():
-        raise InputError(f"no results.json in {run_dir}", fix="run `evalsuite compare ...` (or import-judgments) first, or pass --run-dir")
+        raise InputError(f"no results file {str(path)!r}", fix="run `evalsuite compare ...` (or import-judgments) first, or pass --run-dir")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -62,7 +63,7 @@ def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_r
     from evalsuite.report.gate import GateOptions, run_gate
 
     results = load_results(run_dir)
-    old = load_results(Path(against).parent) if against else None
+    old = load_results(run_dir, path=against) if against else None
     checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha), old)
     for c in checks:
         click.echo(("PASS " if c.passed else "FAIL ") + c.message)
