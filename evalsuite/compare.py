@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -172,7 +172,3 @@ def run_compare(
     finally:
         store.close()
     return CompareOutcome(results, gen, summary, rp, lp)
-
-
-def with_run_dir(config: Config, run_dir: str | Path | None) -> Config:
-    return config if run_dir is None else replace(config, run_dir=Path(run_dir))
