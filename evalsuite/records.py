@@ -90,6 +90,7 @@ class Judgment:
     completion_tokens: int = 0
     latency: float = 0.0
     cache_key: str = ""
+    score: float | None = None  # single-answer grading: the 1-10 grade of model_a (model_b is "")
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,23 @@ def test_agreement_on_a_run_directory(tmp_path: Path, questions: Path) -> None:
     res = run_cli("agreement", "run", "h.jsonl", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "S1" in res.stdout and "S2" in res.stdout
+
+
+def test_single_answer_grading_scores_each_answer_and_resumes(tmp_path: Path, questions: Path) -> None:
+    strengths = {"sft": 0.0, "dpo": 1.0}  # the fake judge grades round(5 + 3 * strength): sft 5, dpo 8
+    with FakeOpenAIServer(strengths=strengths) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, strengths, questions)
+        args = ("grade", "sft", "dpo", "--config", str(cfg), "--run-dir", "run", "--quiet", "--resamples", "500")
+        res = run_cli(*args, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert srv.stats()["by_model"]["judge"] == 2 * 12 * 2
+        grades = {r["model"]: r for r in json.loads((tmp_path / "run" / "grades.json").read_text())["models"]}
+        assert grades["dpo"]["score"] == 8.0 and grades["sft"]["score"] == 5.0
+        assert grades["dpo"]["n"] == 24 and set(grades["dpo"]["by_turn"]) == {"1", "2"}
+        srv.reset_stats()
+        assert run_cli(*args, cwd=tmp_path).returncode == 0
+        assert srv.stats()["total_requests"] == 0
+        # grades live beside pairwise judgments without disturbing them
+        res = run_cli("compare", "sft", "dpo", "--config", str(cfg), "--run-dir", "run", "--quiet", "--resamples", "200", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert json.loads((tmp_path / "run" / "results.json").read_text())["comparisons"][0]["n"] == 24

@@ -39,5 +39,5 @@ def test_core_cli_path_imports_no_torch_transformers_trl_peft_vllm() -> None:
 
 def test_help_lists_every_verb() -> None:
     out = subprocess.run([sys.executable, "-m", "evalsuite", "--help"], check=True, capture_output=True, text=True).stdout
-    for verb in ("compare", "generate", "judge", "report", "gate", "agreement", "export", "import-answers", "train", "data", "demo"):
+    for verb in ("compare", "generate", "judge", "grade", "report", "gate", "agreement", "export", "import-answers", "train", "data", "demo"):
         assert verb in out

@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "compare": "evalsuite.cli._run:compare_cmd",
     "generate": "evalsuite.cli._run:generate_cmd",
     "judge": "evalsuite.cli._run:judge_cmd",
+    "grade": "evalsuite.cli._run:grade_cmd",
     "report": "evalsuite.cli._report:report_cmd",
     "gate": "evalsuite.cli._report:gate_cmd",
     "agreement": "evalsuite.cli._report:agreement_cmd",

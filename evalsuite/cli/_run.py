@@ -199,3 +199,53 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
                           stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed))
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
+
+
+@click.command("grade")
+@click.argument("models", nargs=-1, required=True)
+@common_options
+@click.option("--template", help="A single-answer grading template (kind = \"single\"); default: picked per category and turn.")
+@click.option("--retry-errors", is_flag=True, help="Re-ask grades stored as errors.")
+@click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for the CIs.")
+@click.option("--seed", type=int, help="Seed for the resampling.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
+              limit: int | None, categories: str | None, overrides: tuple[str, ...], template: str | None, retry_errors: bool,
+              resamples: int, seed: int | None, quiet: bool) -> None:
+    """Single-answer grading (MT-Bench's score mode): generate what is missing, grade every answer 1-10, write grades.json."""
+    import json
+
+    from evalsuite.bench import load_benchmark
+    from evalsuite.config import resolve_models
+    from evalsuite.generate import generate_all
+    from evalsuite.judge._run import run_grade
+    from evalsuite.report.grades import grade_summary
+    from evalsuite.report.results import StatsOptions
+    from evalsuite.store import RunStore
+
+    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
+    specs = resolve_models(config, models)
+    questions = load_benchmark(config.bench)
+    with RunStore(config.run_dir) as store:
+        store.put_questions(questions)
+        generate_all(specs, questions, store, progress=progress_factory(quiet))
+        names = [s.name for s in specs]
+        s = run_grade(config.judge, names, questions, store, template=template, progress=progress_factory(quiet),
+                      retry_errors=retry_errors)
+        ids = {q.question_id for q in questions}
+        grades = [g for g in store.judgments(s.judge, grades=True) if g.question_id in ids]
+    rows = grade_summary(grades, {q.question_id: q.category for q in questions}, names,
+                         StatsOptions(n_resamples=resamples, seed=config.seed if seed is None else seed))
+    out = {"judge": s.judge, "benchmark": config.bench.path or config.bench.name, "n_questions": len(questions), "models": rows}
+    path = config.run_dir / "grades.json"
+    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"{'model':<20} {'score':>6} {'95% CI':>15} {'turn 1':>7} {'turn 2':>7} {'n':>5} {'errors':>6}")
+    for r in rows:
+        if r["score"] is None:
+            click.echo(f"{r['model']:<20} {'-':>6} {'-':>15} {'-':>7} {'-':>7} {r['n']:>5} {r['errors']:>6}")
+            continue
+        ci = f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        t1, t2 = r["by_turn"].get("1"), r["by_turn"].get("2")
+        click.echo(f"{r['model']:<20} {r['score']:>6.2f} {ci:>15} {t1 if t1 is not None else '-':>7} {t2 if t2 is not None else '-':>7} "
+                   f"{r['n']:>5} {r['errors']:>6}")
+    click.echo(f"grade {s.judge}: {s.requested} calls, {s.cached} cached, {s.errors} errors; wrote {path}", err=True)

@@ -146,6 +146,7 @@ def plan_judge_requests(
 def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
     m = req.meta
     parsed_verdict: Verdict
+    score = None
     if result.error is not None:
         parsed_verdict, reason, p_first = "error", "api", None
     else:
@@ -155,6 +156,7 @@ def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
             else parse_verdict(result.text, m["format"])
         )
         parsed_verdict, reason, p_first = parsed.verdict, parsed.reason, parsed.p_first
+        score = parsed.score
     return Judgment(
         judge=m["judge"],
         template=m["template"],
@@ -171,7 +173,37 @@ def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
         completion_tokens=result.completion_tokens,
         latency=result.latency,
         cache_key=req.key,
+        score=score,
     )
+
+
+def ask_judge(
+    judge: ModelSpec,
+    requests: Sequence[ChatRequest],
+    store: RunStore,
+    title: str,
+    progress: Callable[[str, int], Any],
+    backend: ChatBackend | None = None,
+) -> tuple[int, int]:
+    """Send ``requests`` to the judge, storing each judgment as it lands; returns (calls made, errors)."""
+    given = backend
+    backend = backend or make_backend(judge)
+    counts = {"requested": 0, "errors": 0}
+
+    def on_done(req: ChatRequest, result: ChatResult) -> None:
+        j = judgment_from_result(req, result)
+        store.put_judgment(j)
+        counts["requested"] += 1
+        counts["errors"] += j.verdict == "error"
+
+    try:
+        with progress(title, len(requests)) as bar:
+            backend.run(requests, on_done, bar)
+    finally:
+        close = getattr(backend, "close", None)
+        if given is None and close is not None:
+            close()  # a local judge returns its memory before anything else loads
+    return counts["requested"], counts["errors"]
 
 
 def run_judge(
@@ -199,21 +231,78 @@ def run_judge(
     )
     if not requests:
         return JudgeSummary(label, 0, cached, 0, missing)
-    given = backend
-    backend = backend or make_backend(judge)
-    counts = {"requested": 0, "errors": 0}
+    requested, errors = ask_judge(judge, requests, store, f"judge ({label})", progress, backend)
+    return JudgeSummary(label, requested, cached, errors, missing)
 
-    def on_done(req: ChatRequest, result: ChatResult) -> None:
-        j = judgment_from_result(req, result)
-        store.put_judgment(j)
-        counts["requested"] += 1
-        counts["errors"] += j.verdict == "error"
 
-    try:
-        with progress(f"judge ({label})", len(requests)) as bar:
-            backend.run(requests, on_done, bar)
-    finally:
-        close = getattr(backend, "close", None)
-        if given is None and close is not None:
-            close()
-    return JudgeSummary(label, counts["requested"], cached, counts["errors"], missing)
+# ---------------------------------------------------------------------------------------------------------------------
+# Single-answer grading (MT-Bench's "single" mode): each answer graded 1-10 on its own.
+
+
+def plan_grade_requests(
+    judge: ModelSpec,
+    models: Sequence[str],
+    questions: Sequence[Question],
+    answers: Mapping[str, Mapping[str, Answer]],
+    done: Mapping[tuple[str, int, str, str], tuple[str, str]],
+    template: str | None = None,
+    *,
+    retry_errors: bool = False,
+) -> tuple[list[ChatRequest], int, int]:
+    """Requests grading every (model, question, turn) not already graded; returns (requests, cached, missing)."""
+    override = load_template(template) if template else None
+    if override is not None and override.kind != "single":
+        raise InputError(f"template {override.path} is a {override.kind!r} template", fix='grading needs kind = "single"')
+    identity = {**model_identity(judge), "mode": "grade"}
+    label = judge_label(judge)
+    requests: list[ChatRequest] = []
+    cached = missing = 0
+    for model in models:
+        for q in questions:
+            a = answers.get(model, {}).get(q.question_id)
+            if a is None:
+                missing += 1
+                continue
+            for turn in range(1, min(len(q.turns), len(a.turns)) + 1):
+                if override is not None and override.turns == turn and (q.reference or not override.reference):
+                    tpl = override
+                else:
+                    tpl = load_template(select_template(q.category if q.reference else "general", turn, kind="single"))
+                v = _variables(q, a, a)
+                messages = tpl.render({**v, "answer_1": v["answer_a_1"], "answer_2": v["answer_a_2"]})
+                key = request_key(identity, messages, temperature=judge.temperature, max_tokens=judge.max_tokens)
+                prev = done.get((q.question_id, turn, model, ""))
+                if prev is not None and prev[0] == key and not (retry_errors and prev[1] == "error"):
+                    cached += 1
+                    continue
+                requests.append(ChatRequest(
+                    key=key, messages=messages, temperature=judge.temperature, max_tokens=judge.max_tokens, seed=judge.seed,
+                    meta={"judge": label, "template": tpl.name, "template_hash": tpl.content_hash, "format": tpl.verdict_format,
+                          "question_id": q.question_id, "turn": turn, "model_a": model, "model_b": ""},
+                ))
+    return requests, cached, missing
+
+
+def run_grade(
+    judge: ModelSpec,
+    models: Sequence[str],
+    questions: Sequence[Question],
+    store: RunStore,
+    *,
+    template: str | None,
+    progress: Callable[[str, int], Any],
+    retry_errors: bool = False,
+    backend: ChatBackend | None = None,
+) -> JudgeSummary:
+    answers = {m: store.answers(m) for m in models}
+    for m in models:
+        if not answers[m]:
+            raise InputError(f"model {m!r} has no answers in {store.path}", fix=f"run `evalsuite generate {m}` first")
+    label = judge_label(judge)
+    requests, cached, missing = plan_grade_requests(
+        judge, models, questions, answers, store.judgment_index(label), template, retry_errors=retry_errors
+    )
+    if not requests:
+        return JudgeSummary(label, 0, cached, 0, missing)
+    requested, errors = ask_judge(judge, requests, store, f"grade ({label})", progress, backend)
+    return JudgeSummary(label, requested, cached, errors, missing)

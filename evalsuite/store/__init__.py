@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS judgments(
     judge TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL, question_id TEXT NOT NULL,
     turn INTEGER NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL, raw TEXT NOT NULL, verdict TEXT NOT NULL,
     reason TEXT, p_first REAL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    latency REAL NOT NULL, cache_key TEXT NOT NULL, created REAL NOT NULL,
+    latency REAL NOT NULL, cache_key TEXT NOT NULL, created REAL NOT NULL, score REAL,
     PRIMARY KEY(judge, question_id, turn, model_a, model_b));
 """
 
@@ -55,6 +55,9 @@ class RunStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(judgments)")}
+        if "score" not in columns:  # a store written before single-answer grading existed
+            self._db.execute("ALTER TABLE judgments ADD COLUMN score REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -193,7 +196,9 @@ class RunStore:
     # judgments ------------------------------------------------------------------------------------------
     def put_judgment(self, j: Judgment) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO judgments (judge, template, template_hash, question_id, turn, model_a, model_b, raw, "
+            "verdict, reason, p_first, prompt_tokens, completion_tokens, latency, cache_key, created, score) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 j.judge,
                 j.template,
@@ -211,6 +216,7 @@ class RunStore:
                 j.latency,
                 j.cache_key,
                 time.time(),
+                j.score,
             ),
         )
 
@@ -221,14 +227,16 @@ class RunStore:
         ).fetchall()
         return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
 
-    def judgments(self, judge: str | None = None) -> list[Judgment]:
+    def judgments(self, judge: str | None = None, *, grades: bool = False) -> list[Judgment]:
+        """Pairwise judgments (or, with ``grades``, single-answer grades, whose ``model_b`` is empty)."""
         sql = (
             "SELECT judge, template, template_hash, question_id, turn, model_a, model_b, raw, verdict, reason, p_first, "
-            "prompt_tokens, completion_tokens, latency, cache_key FROM judgments"
+            "prompt_tokens, completion_tokens, latency, cache_key, score FROM judgments WHERE "
+            + ("model_b = ''" if grades else "model_b != ''")
         )
         params: tuple[Any, ...] = ()
         if judge is not None:
-            sql += " WHERE judge = ?"
+            sql += " AND judge = ?"
             params = (judge,)
         return [Judgment(*r) for r in self._db.execute(sql + " ORDER BY question_id, turn, model_a, model_b", params)]
 
