@@ -177,6 +177,18 @@ def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
     )
 
 
+def stored_answers(store: RunStore, models: Sequence[str]) -> dict[str, dict[str, Answer]]:
+    """Every stored answer of each model; a model with none is an input error (nothing to judge)."""
+    answers = {m: store.answers(m) for m in models}
+    for m in models:
+        if not answers[m]:
+            raise InputError(
+                f"model {m!r} has no answers in {store.path}",
+                fix=f"run `evalsuite generate {m}` or `evalsuite import-answers FILE --model {m}` first",
+            )
+    return answers
+
+
 def ask_judge(
     judge: ModelSpec,
     requests: Sequence[ChatRequest],
@@ -217,14 +229,7 @@ def run_judge(
     retry_errors: bool = False,
     backend: ChatBackend | None = None,
 ) -> JudgeSummary:
-    models = sorted({m for p in pairs for m in p})
-    answers = {m: store.answers(m) for m in models}
-    for m in models:
-        if not answers[m]:
-            raise InputError(
-                f"model {m!r} has no answers in {store.path}",
-                fix=f"run `evalsuite generate {m}` or `evalsuite import-answers FILE --model {m}` first",
-            )
+    answers = stored_answers(store, sorted({m for p in pairs for m in p}))
     label = judge_label(judge)
     requests, cached, missing = plan_judge_requests(
         judge, pairs, questions, answers, store.judgment_index(label), options, retry_errors=retry_errors
@@ -294,10 +299,7 @@ def run_grade(
     retry_errors: bool = False,
     backend: ChatBackend | None = None,
 ) -> JudgeSummary:
-    answers = {m: store.answers(m) for m in models}
-    for m in models:
-        if not answers[m]:
-            raise InputError(f"model {m!r} has no answers in {store.path}", fix=f"run `evalsuite generate {m}` first")
+    answers = stored_answers(store, models)
     label = judge_label(judge)
     requests, cached, missing = plan_grade_requests(
         judge, models, questions, answers, store.judgment_index(label), template, retry_errors=retry_errors
