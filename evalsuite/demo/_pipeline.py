@@ -19,7 +19,8 @@ from evalsuite.config import Config, JudgingOptions, ModelSpec, resolve_models
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NOTE = (
     "Demo on tiny random-weight models trained for a few steps on CPU: the judge is as tiny as the contestants, so "
-    "every verdict here is noise. The figures show the pipeline working, not that any variant is better."
+    "every verdict here is noise. The figures show the pipeline working, not that any variant is better; the judge "
+    "health table shows what a useless judge looks like (position consistency, first-position win share)."
 )
 REAL_COMMANDS = """\
 Run the same pipeline on real checkpoints:
@@ -76,7 +77,9 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
         models={},
         judge=ModelSpec(name="judge", backend="hf", model=str(judge_dir), verdict_mode="logprob", max_tokens=4, batch_size=8,
                         seed=options.seed, extra={"label": "tiny-judge"}),
-        judging=JudgingOptions(mode="average"),  # soft verdicts from verdict-token probabilities, averaged over both orders
+        # strict (MT-Bench) reconciliation: a position-biased judge turns into ties and inconsistencies, not into
+        # "significant" differences of a few parts per million between near-identical soft verdicts
+        judging=JudgingOptions(mode="strict"),
         run_dir=out / "run",
         manifest=manifest,
         checkpoint_backend="hf",
