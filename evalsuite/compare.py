@@ -18,7 +18,7 @@ from evalsuite.judge._run import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
 from evalsuite.records import Match, Question
-from evalsuite.report.results import StatsOptions, build_results, orient_to
+from evalsuite.report.results import StatsOptions, build_results, distinct_bigrams, orient_to
 from evalsuite.store import RunStore
 
 ProgressFactory = Callable[[str, int], Any]
@@ -91,6 +91,7 @@ def compute_results(
     judge = judge_name or judge_label(config.judge)
     cand_names = [c.name for c in candidates]
     matches = collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode)
+    ids = {q.question_id for q in questions}
     lengths = answer_lengths(store, [baseline.name, *cand_names])
     templates = sorted({(m.xy or m.yx).template + ":" + (m.xy or m.yx).template_hash for m in matches if (m.xy or m.yx)})
     specs = {s.name: s for s in (baseline, *candidates)}
@@ -111,8 +112,11 @@ def compute_results(
         "training": {s.name: s.extra.get("flags", []) for s in candidates if s.extra.get("flags")},
         "usage": _usage(store, specs, config.judge),
     }
+    diversity = {m: distinct_bigrams([t for a in store.answers(m).values() if a.question_id in ids for t in a.turns])
+                 for m in (baseline.name, *cand_names)}
     results = build_results(
-        matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, meta=meta
+        matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, meta=meta,
+        diversity=diversity,
     )
     return results
 

@@ -116,3 +116,14 @@ def test_report_formats(tmp_path: Path) -> None:
     js = run_cli("report", "--run-dir", str(run), "--format", "json", "--plots", str(tmp_path / "plots"), cwd=tmp_path)
     assert json.loads(js.stdout)["baseline"] == "sft"
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {"forest.png", "beta_sweep.png", "categories.png"}
+
+
+def test_diagnosis_ties_the_outcome_to_training_causes() -> None:
+    from evalsuite.report.results import distinct_bigrams
+
+    assert distinct_bigrams(["a b c", "a b c"]) == 0.5 and distinct_bigrams([""]) is None
+    res = build_results(_matches({"dpo": WEAK, "simpo": EVEN}), baseline="sft", candidates=["dpo", "simpo"], lengths={},
+                        options=StatsOptions(n_resamples=1000, bt_rounds=20), diversity={"sft": 0.9, "dpo": 0.85, "simpo": 0.5})
+    diag = {c["model"]: " ".join(c["diagnosis"]) for c in res["comparisons"]}
+    assert "quality dropped" in diag["dpo"] and "diverse" not in diag["dpo"]
+    assert "no measurable effect" in diag["simpo"] and "too many epochs" in diag["simpo"]

@@ -145,6 +145,13 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += _table(["Model", *cats], crows)
         lines.append("")
 
+    diagnosed = [c for c in comps if c.get("diagnosis")]
+    if diagnosed:
+        lines += ["## Diagnosis", "", "What the outcome suggests about each checkpoint's training (hints, not verdicts).", ""]
+        drows = [[f"`{c['model']}`", _pct(c.get("win_rate")), _num(c.get("diversity"), 2), "; ".join(c["diagnosis"])] for c in diagnosed]
+        lines += _table(["Model", "Win rate", "Distinct-2", "Likely cause"], drows, "lrrl")
+        lines.append("")
+
     if training:
         lines += ["## Training health", ""]
         trows = [[f"`{m}`", f["code"], f["message"], f["fix"]] for m, fl in training.items() for f in fl]

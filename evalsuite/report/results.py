@@ -30,6 +30,34 @@ class StatsOptions:
     seed: int = 0
 
 
+def distinct_bigrams(texts: Sequence[str]) -> float | None:
+    """Share of word bigrams that are distinct across a model's answers (distinct-2): falls when answers collapse
+    into repeated phrasing, a sign of over-training."""
+    total = 0
+    seen: set[tuple[str, str]] = set()
+    for t in texts:
+        words = t.lower().split()
+        pairs = list(zip(words, words[1:]))
+        total += len(pairs)
+        seen.update(pairs)
+    return len(seen) / total if total else None
+
+
+def diagnose(c: Mapping[str, Any], alpha: float, diversity: Mapping[str, float | None]) -> list[str]:
+    """Plain-language hints tying the evaluation outcome to the usual training causes."""
+    hints = []
+    wr, p = c.get("win_rate"), c.get("p_holm")
+    if wr is not None and p is not None:
+        if p < alpha and wr < 0.5:
+            hints.append("quality dropped vs the baseline: beta too small or learning rate too high")
+        elif p >= alpha:
+            hints.append("no measurable effect: beta too large, too few steps, or weak preference data (evalsuite data check)")
+    d_c, d_b = diversity.get(c["model"]), diversity.get(c["baseline"])
+    if d_c is not None and d_b is not None and d_b > 0 and d_c < 0.8 * d_b:
+        hints.append(f"answers less diverse than the baseline (distinct-2 {d_c:.2f} vs {d_b:.2f}): too many epochs")
+    return hints
+
+
 def orient_to(baseline: str, order: Sequence[str]):  # type: ignore[no-untyped-def]
     """An ``orient`` for build_matches: the baseline is always Y; between two candidates, the earlier-listed is X."""
     rank = {m: i for i, m in enumerate(order)}
@@ -136,6 +164,7 @@ def build_results(
     lengths: Mapping[str, Mapping[tuple[str, int], int]],
     options: StatsOptions = StatsOptions(),
     meta: Mapping[str, Any] | None = None,
+    diversity: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The whole results document. ``matches`` must be oriented with ``orient_to(baseline, candidates)``."""
     from evalsuite import stats
@@ -154,6 +183,8 @@ def build_results(
         c.setdefault("p_holm", None)
         c.setdefault("p_sign_holm", None)
         c.setdefault("significant", False)
+        c["diversity"] = _round((diversity or {}).get(c["model"]), 4)
+        c["diagnosis"] = diagnose(c, options.alpha, diversity or {})
 
     # Variant vs variant: paired difference of win rates against the same baseline on the same items.
     pairs: list[dict[str, Any]] = []
