@@ -47,6 +47,11 @@ def test_import_answers_cli_then_judge_and_export_round_trip(tmp_path: Path, que
     rec = pairs[0]
     assert set(rec) >= {"question_id", "model_1", "model_2", "g1_winner", "g2_winner", "judge", "g1_judgment", "g2_judgment", "turn"}
     assert {rec["g1_winner"], rec["g2_winner"]} <= {"model_1", "model_2", "tie", "error"}
+    # the user prompts are re-rendered from the template: g1 shows model_1's answer first
+    g1, g2 = rec["g1_user_prompt"], rec["g2_user_prompt"]
+    assert g1 and g2 and g1 != g2
+    assert g1.index(f"«{rec['model_1']}»") < g1.index(f"«{rec['model_2']}»")
+    assert g2.index(f"«{rec['model_2']}»") < g2.index(f"«{rec['model_1']}»")
     # the exported pair file imports back to the same judgments
     back = read_fastchat_pair_judgments(tmp_path / "fc" / "model_judgment" / "judge_pair.jsonl")
     with RunStore(tmp_path / "run") as store:

@@ -15,17 +15,21 @@ from evalsuite.errors import InputError
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write model_answer/ and model_judgment/ into.")
 def export_cmd(run_dir: str, fmt: str, out: str) -> None:
     """Write a run's answers and judgments in FastChat llm_judge's schemas."""
-    from evalsuite.interop.fastchat import pair_records, write_fastchat_answers
-    from evalsuite.store import RunStore
     import json
+
+    from evalsuite.interop.fastchat import pair_records, write_fastchat_answers
+    from evalsuite.judge._run import rendered_user_prompt
+    from evalsuite.store import RunStore
 
     out_dir = Path(out)
     with RunStore(run_dir) as store:
-        for model in store.models():
-            n = write_fastchat_answers(store.answers(model).values(), out_dir / "model_answer" / f"{model}.jsonl")
+        answers = {model: store.answers(model) for model in store.models()}
+        questions = store.questions()
+        for model, by_question in answers.items():
+            n = write_fastchat_answers(by_question.values(), out_dir / "model_answer" / f"{model}.jsonl")
             click.echo(f"model_answer/{model}.jsonl: {n} answers", err=True)
         for judge in store.judges():
-            recs = pair_records(store.judgments(judge))
+            recs = pair_records(store.judgments(judge), lambda j: rendered_user_prompt(j, questions, answers))
             p = out_dir / "model_judgment" / f"{judge.replace('/', '_')}_pair.jsonl"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")

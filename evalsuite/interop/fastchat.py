@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from evalsuite.bench import iter_jsonl
 from evalsuite.errors import InputError
@@ -68,8 +68,13 @@ _G1 = {"A": "model_1", "B": "model_2", "tie": "tie", "error": "error"}  # model_
 _G2 = {"A": "model_2", "B": "model_1", "tie": "tie", "error": "error"}  # model_2 shown first
 
 
-def pair_records(judgments: Sequence[Judgment]) -> list[dict[str, Any]]:
-    """One FastChat pair record per (question, turn, unordered pair): model_1/model_2 in name order."""
+def pair_records(judgments: Sequence[Judgment], user_prompt: Callable[[Judgment], str] | None = None) -> list[dict[str, Any]]:
+    """One FastChat pair record per (question, turn, unordered pair): model_1/model_2 in name order.
+
+    ``user_prompt`` recovers the user message a judgment was asked with (the store keeps the inputs, not the
+    rendered prompt); without it the ``g*_user_prompt`` fields are empty.
+    """
+    prompt = user_prompt or (lambda j: "")
     groups: dict[tuple[str, str, int, str, str], dict[tuple[str, str], Judgment]] = {}
     for j in judgments:
         m1, m2 = sorted((j.model_a, j.model_b))
@@ -86,9 +91,9 @@ def pair_records(judgments: Sequence[Judgment]) -> list[dict[str, Any]]:
                 "g1_winner": _G1[g1.verdict] if g1 else "error",
                 "g2_winner": _G2[g2.verdict] if g2 else "error",
                 "judge": [judge, template],
-                "g1_user_prompt": "",
+                "g1_user_prompt": prompt(g1) if g1 else "",
                 "g1_judgment": g1.raw if g1 else "",
-                "g2_user_prompt": "",
+                "g2_user_prompt": prompt(g2) if g2 else "",
                 "g2_judgment": g2.raw if g2 else "",
                 "turn": turn,
                 "tstamp": time.time(),

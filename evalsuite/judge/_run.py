@@ -55,6 +55,23 @@ def _variables(q: Question, a: Answer, b: Answer) -> dict[str, str]:
     }
 
 
+def rendered_user_prompt(j: Judgment, questions: Mapping[str, Question], answers: Mapping[str, Mapping[str, Answer]]) -> str:
+    """The user message judgment ``j`` was asked with, re-rendered from its template and the stored answers; empty
+    when the template is not loadable by name any more or its content changed since (the hash differs)."""
+    q = questions.get(j.question_id)
+    a, b = answers.get(j.model_a, {}).get(j.question_id), answers.get(j.model_b, {}).get(j.question_id)
+    if q is None or a is None or b is None:
+        return ""
+    try:
+        template = load_template(j.template)
+    except InputError:
+        return ""
+    if template.content_hash != j.template_hash:
+        return ""
+    messages = template.render(_variables(q, a, b))
+    return next((m["content"] for m in messages if m["role"] == "user"), "")
+
+
 class TemplateChooser:
     """Picks the template for (question, turn): a user template for the turn it judges, else the built-in default."""
 
