@@ -2,9 +2,9 @@
 generation, on a ~100M-parameter random-weight Qwen2 built on the machine (nothing is downloaded).
 
 Prints training tokens/s per variant and generation tokens/s (batched vs one at a time) with peak GPU memory.
-Written against TRL directly (DPOTrainer with loss_type "sigmoid"/"ipo", trl.experimental.cpo.CPOTrainer with
-loss_type "simpo" and cpo_alpha 0, KTOTrainer), LoRA through ``peft_config``, so it checks the libraries the
-``trainers`` package builds on. The model is random and the data synthetic: losses are meaningless, speed is not.
+Trains through ``evalsuite.trainers.train_variant`` (DPOTrainer with loss_type "sigmoid"/"ipo",
+trl.experimental.cpo.CPOTrainer with loss_type "simpo" and cpo_alpha 0, KTOTrainer; LoRA through PEFT), so it checks
+the project's own trainer layer on a GPU: bf16, activation checkpointing, LoRA, metrics and the manifest. The model is random and the data synthetic: losses are meaningless, speed is not.
 
     python scripts/gpu_train_check.py [--steps 20] [--batch-size 8] [--variants dpo,ipo,simpo,kto]
 
@@ -69,67 +69,40 @@ def tokens_per_example(tokenizer: Any, rows: list[dict[str, Any]], keys: tuple[s
     return total / len(rows)
 
 
-def train_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespace, out: Path) -> dict[str, float]:
+def run_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespace, out: Path) -> dict[str, float]:
+    """Train through evalsuite's own trainer layer (evalsuite.trainers.train_variant: TRL + PEFT underneath), so this
+    check covers the project's bf16, activation-checkpointing and LoRA settings, not just the libraries."""
+    import json
+
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, PrinterCallback
+
+    from evalsuite.trainers import TrainOptions, read_metrics, train_variant
 
     cuda = torch.cuda.is_available()
     pairs = preference_rows(args.steps * args.batch_size, seed=1)
-    common: dict[str, Any] = {
-        "output_dir": str(out / variant), "per_device_train_batch_size": args.batch_size, "max_steps": args.steps,
-        "learning_rate": 5e-5, "logging_steps": 1, "report_to": "none", "save_strategy": "no",
-        "max_length": args.max_length, "bf16": cuda, "seed": 0, "disable_tqdm": True,
-    }
-    trainer_cls: Callable[..., Any]
-    if variant in ("dpo", "ipo"):
-        from trl import DPOConfig, DPOTrainer
-
-        config = DPOConfig(loss_type="sigmoid" if variant == "dpo" else "ipo", beta=0.1, **common)
-        trainer_cls, rows, keys = DPOTrainer, pairs, ("chosen", "rejected")
-    elif variant == "simpo":
-        from trl.experimental.cpo import CPOConfig, CPOTrainer
-
-        # SimPO = CPO's simpo loss without the behaviour-cloning term (cpo_alpha 0); reference-free.
-        config = CPOConfig(
-            loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, remove_unused_columns=False, **common
-        )
-        trainer_cls, rows, keys = CPOTrainer, pairs, ("chosen", "rejected")
-    elif variant == "kto":
-        from trl import KTOConfig, KTOTrainer
-
-        config = KTOConfig(beta=0.1, desirable_weight=1.0, undesirable_weight=1.0, **common)
-        trainer_cls, rows, keys = KTOTrainer, unpaired_rows(pairs)[: len(pairs)], ("completion",)
-        random.Random(2).shuffle(rows)
-    else:
-        raise SystemExit(f"unknown variant {variant!r}: use dpo, ipo, simpo, kto")
-
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if cuda else torch.float32)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-    trainer = trainer_cls(
-        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora
-    )
-    trainer.remove_callback(PrinterCallback)  # per-step log dicts would bury the table; losses are read below
+    data = out / f"{variant}-prefs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    rows, keys = (unpaired_rows(pairs), ("completion",)) if variant == "kto" else (pairs, ("chosen", "rejected"))
+    options = TrainOptions(lr=5e-5, max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
+                           lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, logging_steps=1, seed=0)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     started = time.perf_counter()
-    output = trainer.train()
+    (entry,) = train_variant(variant, model=str(base), data=str(data), options=options, out_dir=out / "ckpt",
+                             manifest=out / "ckpt" / "manifest.json", progress=False)
     if cuda:
         torch.cuda.synchronize()
-    wall = time.perf_counter() - started
-    per_example = tokens_per_example(tokenizer, rows, keys)
-    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    wall = time.perf_counter() - started  # includes model loading and saving the adapter
+    losses = [m["loss"] for m in read_metrics(Path(entry.path) / "metrics.jsonl") if m.get("loss") is not None]
     result = {
         "wall_s": wall,
-        "tokens_per_s": args.steps * args.batch_size * per_example / wall,
-        "samples_per_s": float(output.metrics.get("train_samples_per_second", 0.0)),
+        "tokens_per_s": args.steps * args.batch_size * tokens_per_example(tokenizer, rows, keys) / wall,
+        "samples_per_s": args.steps * args.batch_size / wall,
         "first_loss": losses[0] if losses else float("nan"),
         "last_loss": losses[-1] if losses else float("nan"),
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
     }
-    del trainer, model
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
@@ -207,7 +180,7 @@ def main() -> int:
         print(f"{'variant':8} {'wall s':>8} {'tokens/s':>10} {'samples/s':>10} {'loss first':>11} {'loss last':>10} "
               f"{'peak GPU MiB':>13}")
         for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-            r = train_variant(variant, base, tokenizer, args, Path(tmp))
+            r = run_variant(variant, base, tokenizer, args, Path(tmp))
             print(f"{variant:8} {r['wall_s']:>8.2f} {r['tokens_per_s']:>10.0f} {r['samples_per_s']:>10.2f} "
                   f"{r['first_loss']:>11.4f} {r['last_loss']:>10.4f} {r['peak_mib']:>13.0f}", flush=True)
         print("tokens/s counts the tokens of each example the policy reads (prompt + chosen + rejected for pairs, "
