@@ -17,7 +17,7 @@ from evalsuite.generate import GenerationSummary, generate_all
 from evalsuite.judge._run import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
-from evalsuite.records import Match, Question
+from evalsuite.records import Answer, Match, Question
 from evalsuite.report.results import StatsOptions, build_results, distinct_bigrams, orient_to
 from evalsuite.store import RunStore
 
@@ -43,12 +43,9 @@ def judged_pairs(baseline: str, candidates: Sequence[str], pairs: str) -> list[t
     return out
 
 
-def answer_lengths(store: RunStore, models: Sequence[str]) -> dict[str, dict[tuple[str, int], int]]:
+def answer_lengths(answers: Mapping[str, Mapping[str, Answer]]) -> dict[str, dict[tuple[str, int], int]]:
     """Characters per answer turn, for length control and the leaderboard's average length."""
-    out: dict[str, dict[tuple[str, int], int]] = {}
-    for m in models:
-        out[m] = {(qid, i): len(t) for qid, a in store.answers(m).items() for i, t in enumerate(a.turns, 1)}
-    return out
+    return {m: {(qid, i): len(t) for qid, a in by_q.items() for i, t in enumerate(a.turns, 1)} for m, by_q in answers.items()}
 
 
 def collect_matches(
@@ -92,7 +89,8 @@ def compute_results(
     cand_names = [c.name for c in candidates]
     matches = collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode)
     ids = {q.question_id for q in questions}
-    lengths = answer_lengths(store, [baseline.name, *cand_names])
+    answers = {m: {q: a for q, a in store.answers(m).items() if q in ids} for m in (baseline.name, *cand_names)}
+    lengths = answer_lengths(answers)
     templates = sorted({(m.xy or m.yx).template + ":" + (m.xy or m.yx).template_hash for m in matches if (m.xy or m.yx)})
     specs = {s.name: s for s in (baseline, *candidates)}
     meta = {
@@ -112,8 +110,7 @@ def compute_results(
         "training": {s.name: s.extra.get("flags", []) for s in candidates if s.extra.get("flags")},
         "usage": _usage(store, specs, config.judge),
     }
-    diversity = {m: distinct_bigrams([t for a in store.answers(m).values() if a.question_id in ids for t in a.turns])
-                 for m in (baseline.name, *cand_names)}
+    diversity = {m: distinct_bigrams([t for a in by_q.values() for t in a.turns]) for m, by_q in answers.items()}
     results = build_results(
         matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, meta=meta,
         diversity=diversity,
