@@ -29,7 +29,10 @@ def export_cmd(run_dir: str, fmt: str, out: str) -> None:
             n = write_fastchat_answers(by_question.values(), out_dir / "model_answer" / f"{model}.jsonl")
             click.echo(f"model_answer/{model}.jsonl: {n} answers", err=True)
         for judge in store.judges():
-            recs = pair_records(store.judgments(judge), lambda j: rendered_user_prompt(j, questions, answers))
+            pairwise = store.judgments(judge)
+            if not pairwise:
+                continue  # a judge that only graded single answers has no pair file
+            recs = pair_records(pairwise, lambda j: rendered_user_prompt(j, questions, answers))
             p = out_dir / "model_judgment" / f"{judge.replace('/', '_')}_pair.jsonl"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
