@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -191,4 +192,49 @@ def build_tiny_model(
     return out
 
 
-__all__ = ["CHAT_TEMPLATE", "build_tiny_model", "build_tiny_tokenizer", "default_corpus", "load_tokenizer"]
+@dataclass(frozen=True)
+class TinyVLLMModel:
+    """A tiny checkpoint vLLM's CPU build can serve, and optionally a PEFT LoRA adapter over it."""
+
+    base: Path
+    adapter: Path | None
+
+
+def build_tiny_adapter(base_dir: str | Path, out_dir: str | Path, *, rank: int = 8, seed: int = 1) -> Path:
+    """Save a PEFT LoRA adapter (q/k/v/o projections) over ``base_dir`` with random, non-zero B matrices.
+
+    LoRA B starts at zero, which would make the adapter a no-op; it is perturbed so adapter replies differ.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"
+    )
+    model = get_peft_model(base, config)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    out = Path(out_dir)
+    model.save_pretrained(out)
+    return out
+
+
+def build_tiny_vllm_model(out_dir: str | Path, *, with_adapter: bool = True, seed: int = 0) -> TinyVLLMModel:
+    """A tiny Qwen2 that vLLM's CPU attention accepts (head_dim 64: hidden 128, 2 heads) in ``out_dir/base``, plus a
+    rank-8 LoRA adapter in ``out_dir/adapter`` when ``with_adapter``. Built locally in seconds; replies are noise.
+    """
+    out = Path(out_dir)
+    base = build_tiny_model(out / "base", hidden_size=128, num_heads=2, num_layers=2, seed=seed)
+    adapter = build_tiny_adapter(base, out / "adapter", rank=8, seed=seed + 1) if with_adapter else None
+    return TinyVLLMModel(base=base, adapter=adapter)
+
+
+__all__ = [
+    "CHAT_TEMPLATE", "TinyVLLMModel", "build_tiny_adapter", "build_tiny_model", "build_tiny_tokenizer",
+    "build_tiny_vllm_model", "default_corpus", "load_tokenizer",
+]
