@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from evalsuite._resources import benchmarks_dir
 from evalsuite.errors import InputError
 from evalsuite.records import Question
 
@@ -34,13 +34,7 @@ def bundled_benchmarks() -> list[str]:
 
 
 def _bundled_root() -> Path:
-    try:
-        root = Path(str(resources.files("evalsuite.benchmarks")))
-        if root.is_dir():
-            return root
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+    return benchmarks_dir()
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from evalsuite._resources import demo_data_dir
 from evalsuite.bench import BenchSpec
 from evalsuite.config import Config, JudgingOptions, ModelSpec, resolve_models
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
 NOTE = (
     "Demo on tiny random-weight models trained for a few steps on CPU: the judge is as tiny as the contestants, so "
     "every verdict here is noise. The figures show the pipeline working, not that any variant is better; the judge "
@@ -57,18 +57,19 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
     def step(msg: str) -> None:
         say(f"[{time.perf_counter() - t0:6.1f}s] {msg}")
 
+    data_dir = demo_data_dir()
     step("building a tiny Qwen2 base model and BPE tokenizer (random weights)")
     base = build_tiny_model(out / "base", hidden_size=64, num_layers=2, num_heads=4, seed=options.seed)
     judge_dir = build_tiny_model(out / "judge", hidden_size=64, num_layers=2, num_heads=4, seed=options.seed + 1)
 
     common = dict(batch_size=8, logging_steps=1, seed=options.seed, max_length=256)
-    step(f"supervised fine-tuning -> sft ({options.sft_steps} steps on {DATA_DIR / 'sft.jsonl'})")
-    train_variant("sft", model=str(base), data=str(DATA_DIR / "sft.jsonl"), out_dir=ckpt, manifest=manifest, progress=False,
+    step(f"supervised fine-tuning -> sft ({options.sft_steps} steps on {data_dir / 'sft.jsonl'})")
+    train_variant("sft", model=str(base), data=str(data_dir / "sft.jsonl"), out_dir=ckpt, manifest=manifest, progress=False,
                   options=TrainOptions(lr=1e-3, max_steps=options.sft_steps, **common))
     sft_path = str(ckpt / "sft")
     for variant, betas in (("dpo", [0.1, 0.5]), ("simpo", [2.0, 5.0])):
         step(f"{variant} at beta {', '.join(f'{b:g}' for b in betas)} with LoRA ({options.pref_steps} steps each)")
-        train_variant(variant, model=sft_path, data=str(DATA_DIR / "prefs.jsonl"), betas=betas, out_dir=ckpt, manifest=manifest,
+        train_variant(variant, model=sft_path, data=str(data_dir / "prefs.jsonl"), betas=betas, out_dir=ckpt, manifest=manifest,
                       progress=False, options=TrainOptions(lr=5e-4, max_steps=options.pref_steps, lora=True, lora_r=8, lora_alpha=16, **common))
 
     config = Config(

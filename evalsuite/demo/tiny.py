@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from evalsuite._resources import benchmarks_dir, demo_data_dir
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
@@ -30,13 +32,6 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-# Repository checkout (benchmarks/ beside evalsuite/) or installed package (evalsuite/benchmarks).
-_CORPUS_DIRS = (
-    _PACKAGE_DIR.parents[1] / "benchmarks",
-    _PACKAGE_DIR.parent / "benchmarks",
-    _PACKAGE_DIR / "data",
-)
 
 _SUBJECTS = ("The model", "A judge", "The assistant", "This answer", "The user", "Our baseline", "The candidate")
 _VERBS = ("explains", "compares", "writes", "solves", "summarises", "rates", "prefers", "checks")
@@ -66,9 +61,8 @@ def _strings_in(record: Any) -> Iterator[str]:
 
 def _bundled_texts() -> list[str]:
     texts: list[str] = []
-    for directory in _CORPUS_DIRS:
-        if not directory.is_dir():
-            continue
+    # The bundled benchmarks, then the demo data: the same files in a checkout and in a wheel install.
+    for directory in (benchmarks_dir(), demo_data_dir()):
         # Sorted so the corpus, hence the tokenizer, is the same on every machine.
         for path in sorted(directory.rglob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():

@@ -36,7 +36,6 @@ import os
 import string
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
 import jinja2
 import jinja2.meta
 
+from evalsuite._resources import prompts_dir
 from evalsuite.errors import InputError
 from evalsuite.judge.verdict import VERDICT_FORMATS
 from evalsuite.records import REFERENCE_CATEGORIES
@@ -140,14 +140,7 @@ class JudgeTemplate:
 
 @functools.cache
 def _builtin_dir() -> Traversable:
-    try:
-        folder = resources.files("evalsuite.prompts")
-        if any(entry.name.endswith(".j2") for entry in folder.iterdir()):
-            return folder
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        pass
-    # Running from a source checkout without installing: prompts/ sits next to the evalsuite/ package.
-    return Path(__file__).resolve().parents[2] / "prompts"
+    return prompts_dir()  # wheel, editable install or checkout: evalsuite._resources knows where
 
 
 def builtin_template_names() -> list[str]:
