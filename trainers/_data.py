@@ -15,13 +15,13 @@ Parsing is pure JSON (``data check`` uses it without loading ``datasets``); ``da
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import InputError
+from evalsuite.jsonl import iter_json_lines, read_json_records
 
 if TYPE_CHECKING:
     import datasets
@@ -100,42 +100,10 @@ def read_records(path: str | Path) -> list[RawRecord]:
     source = Path(path)
     if not source.is_file():
         raise InputError("data file not found", where=str(source), fix="pass an existing .jsonl or .json file")
-    text = source.read_text(encoding="utf-8")
-    records: list[RawRecord] = []
     if source.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc})", where=str(source), fix="fix the JSON syntax") from exc
-        items = data if isinstance(data, list) else [data]
-        for number, item in enumerate(items, start=1):
-            if not isinstance(item, dict):
-                raise InputError(
-                    f"record {number} is a {type(item).__name__}, not an object",
-                    where=str(source),
-                    fix="make the file a JSON list of objects",
-                )
-            records.append(RawRecord(number, None, item))
+        records = [RawRecord(number, None, item) for number, (_, item) in enumerate(read_json_records(source), start=1)]
     else:
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            number = len(records) + 1
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"record {number} (line {line_number}) is not valid JSON ({exc.msg})",
-                    where=str(source),
-                    fix="write one JSON object per line",
-                ) from exc
-            if not isinstance(item, dict):
-                raise InputError(
-                    f"record {number} (line {line_number}) is a {type(item).__name__}, not an object",
-                    where=str(source),
-                    fix="write one JSON object per line",
-                )
-            records.append(RawRecord(number, line_number, item))
+        records = [RawRecord(item.number, item.line, item.data) for item in iter_json_lines(source)]
     if not records:
         raise InputError("no records", where=str(source), fix="the file is empty; point at the data file")
     return records

@@ -7,13 +7,13 @@ Face datasets through ``datasets`` (for users with network; the same loader read
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from evalsuite._resources import benchmarks_dir
 from evalsuite.errors import InputError
+from evalsuite.jsonl import iter_jsonl
 from evalsuite.records import Question
 
 
@@ -35,28 +35,6 @@ def bundled_benchmarks() -> list[str]:
 
 def _bundled_root() -> Path:
     return benchmarks_dir()
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a malformed line is an InputError naming file and line."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such file {str(p)!r}", fix="check the path")
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"line {lineno} is not valid JSON ({exc.msg} at column {exc.colno})",
-                    where=str(p),
-                    fix="make every line one JSON object",
-                ) from None
-            if not isinstance(obj, dict):
-                raise InputError(f"line {lineno} is not a JSON object", where=str(p), fix="one object per line")
-            yield lineno, obj
 
 
 def question_from_record(obj: Mapping[str, Any], *, where: str, reference: Sequence[str] | None = None) -> Question:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
 from evalsuite.errors import InputError
+from evalsuite.jsonl import read_json_records
 from evalsuite.stats import Vote
 
 
@@ -16,30 +16,13 @@ def _judge_name(judge: Any) -> str:
     return "/".join(map(str, judge)) if isinstance(judge, list) else str(judge)
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-        return data if isinstance(data, list) else [data]
-    except json.JSONDecodeError:
-        pass
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"line {lineno} is not valid JSON ({exc.msg})", where=str(path), fix="one JSON object per line") from None
-    return out
-
-
 def read_votes(source: str | Path) -> list[Vote]:
     p = Path(source)
     if p.is_dir():
         return _run_votes(p)
     votes: list[Vote] = []
-    for i, r in enumerate(_records(p), 1):
-        where = f"{p}: record {i}"
+    for label, r in read_json_records(p):
+        where = f"{p}: {label}"
         if "g1_winner" in r:  # FastChat pair judgment: one vote from the two orders, MT-Bench's rule
             w1, w2 = r["g1_winner"], r["g2_winner"]
             winner = w1 if w1 == w2 else "tie (inconsistent)"

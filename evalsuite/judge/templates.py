@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import string
 import sys
@@ -52,6 +51,7 @@ import jinja2.meta
 
 from evalsuite._resources import prompts_dir
 from evalsuite.errors import InputError
+from evalsuite.jsonl import iter_json_lines
 from evalsuite.judge.verdict import VERDICT_FORMATS
 from evalsuite.records import REFERENCE_CATEGORIES
 
@@ -365,20 +365,12 @@ def _load_jsonl_record(path: str, record_name: str, mtime_ns: int, size: int) ->
     raw_line: bytes | None = None
     record: dict[str, Any] | None = None
     names: list[str] = []
-    with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                candidate = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"line {lineno} is not JSON ({exc.msg})", where=path, fix="one JSON object per line") \
-                    from None
-            name = candidate.get("name") if isinstance(candidate, dict) else None
-            names.append(str(name))
-            if name == record_name:
-                raw_line, record = line.rstrip(b"\r\n"), candidate
-                break
+    for item in iter_json_lines(path):
+        name = item.data.get("name")
+        names.append(str(name))
+        if name == record_name:
+            raw_line, record = item.text.encode("utf-8"), item.data
+            break
     if record is None or raw_line is None:
         raise InputError(f"no record named {record_name!r}", where=path,
                          fix=f"use one of: {', '.join(names) or '(file has no records)'}")
