@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "import-judgments": "evalsuite.cli._interop:import_judgments_cmd",
     "demo": "evalsuite.cli._demo:demo_cmd",
     "train": "evalsuite.cli._train:train_cmd",
+    "view": "evalsuite.cli._view:view_cmd",
     "data": "evalsuite.cli._data:data_group",
 }
 
