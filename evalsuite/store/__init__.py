@@ -2,37 +2,161 @@
 
 Each finished model call is committed as it lands, so a killed run resumes where it stopped and a re-run of finished
 work makes no model call. Cache keys (hashes of everything that can change a call's output) decide what is finished.
+
+This module owns the store's layout and its version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`). Opening a
+store checks it before reading a record: a store written by an earlier release is migrated in place, in one
+transaction (all steps or none); one written by a newer release, a file that is not SQLite, or a damaged one is
+refused with an ``InputError`` naming the file and the fix, and nothing is written.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, ParamSpec, Sequence, TypeVar
 
+from evalsuite.errors import InputError
 from evalsuite.records import Answer, Judgment, Question
 
 DB_NAME = "evalsuite.sqlite"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS questions(
-    question_id TEXT PRIMARY KEY, category TEXT NOT NULL, turns TEXT NOT NULL, reference TEXT);
-CREATE TABLE IF NOT EXISTS answer_turns(
+# The layout this release writes. History:
+#   0  unversioned stores of evalsuite 0.1.0 and earlier (user_version never set); the oldest lack judgments.score
+#   1  the same tables, with the version recorded in PRAGMA user_version
+SCHEMA_VERSION = 1
+
+_TABLES: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS questions(
+    question_id TEXT PRIMARY KEY, category TEXT NOT NULL, turns TEXT NOT NULL, reference TEXT)""",
+    """CREATE TABLE IF NOT EXISTS answer_turns(
     model TEXT NOT NULL, question_id TEXT NOT NULL, turn INTEGER NOT NULL, text TEXT NOT NULL,
     cache_key TEXT NOT NULL, backend TEXT NOT NULL, settings TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL,
-    PRIMARY KEY(model, question_id, turn));
-CREATE TABLE IF NOT EXISTS judgments(
+    PRIMARY KEY(model, question_id, turn))""",
+    """CREATE TABLE IF NOT EXISTS judgments(
     judge TEXT NOT NULL, template TEXT NOT NULL, template_hash TEXT NOT NULL, question_id TEXT NOT NULL,
     turn INTEGER NOT NULL, model_a TEXT NOT NULL, model_b TEXT NOT NULL, raw TEXT NOT NULL, verdict TEXT NOT NULL,
     reason TEXT, p_first REAL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
     latency REAL NOT NULL, cache_key TEXT NOT NULL, created REAL NOT NULL, score REAL,
-    PRIMARY KEY(judge, question_id, turn, model_a, model_b));
-"""
+    PRIMARY KEY(judge, question_id, turn, model_a, model_b))""",
+)
+# The columns an unversioned (version 0) store must have for migration to read it; judgments.score may be missing.
+_V0_COLUMNS: dict[str, frozenset[str]] = {
+    "meta": frozenset({"key", "value"}),
+    "questions": frozenset({"question_id", "category", "turns", "reference"}),
+    "answer_turns": frozenset(
+        {"model", "question_id", "turn", "text", "cache_key", "backend", "settings", "prompt_tokens",
+         "completion_tokens", "seconds", "created"}
+    ),
+    "judgments": frozenset(
+        {"judge", "template", "template_hash", "question_id", "turn", "model_a", "model_b", "raw", "verdict",
+         "reason", "p_first", "prompt_tokens", "completion_tokens", "latency", "cache_key", "created"}
+    ),
+}
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate_0_to_1(db: sqlite3.Connection, path: Path) -> None:
+    tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:  # a new, empty database file
+        for statement in _TABLES:
+            db.execute(statement)
+        return
+    for table, needed in _V0_COLUMNS.items():
+        missing = sorted(needed - _columns(db, table)) if table in tables else ["(the whole table)"]
+        if missing:
+            raise InputError(
+                f"SQLite file but not an evalsuite run store: table {table} lacks {', '.join(missing)}",
+                where=str(path),
+                fix="point --run-dir at an evalsuite run directory, or move this file aside",
+            )
+    if "score" not in _columns(db, "judgments"):  # written before single-answer grading existed
+        db.execute("ALTER TABLE judgments ADD COLUMN score REAL")
+
+
+# version v -> the step that turns a version-v store into version v + 1, run inside the migration's transaction.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {0: _migrate_0_to_1}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> InputError:
+    return InputError(
+        f"the run store is damaged or not an SQLite database ({exc})",
+        where=str(path),
+        fix=f"move it aside (mv {path} {path}.damaged) and re-run to rebuild the store, or pass another --run-dir",
+    )
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Damage found mid-run (a malformed page) becomes the same one-line ``InputError`` as damage found at open."""
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError:
+            raise  # locked, disk full, I/O: not damage to the file
+        except sqlite3.DatabaseError as exc:
+            store = args[0]
+            assert isinstance(store, RunStore)
+            raise _damaged(store.path, exc) from None
+
+    return call
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Connect, check the version and migrate; nothing is written to a store this release cannot read."""
+    if path.exists() and not path.is_file():
+        raise InputError("the run store is not a file", where=str(path), fix="remove it or pass another --run-dir")
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise InputError(
+                f"the run store was written by a newer evalsuite (store version {version}; this release reads "
+                f"versions up to {SCHEMA_VERSION})",
+                where=str(path),
+                fix="upgrade evalsuite (pip install -U evalsuite), or pass another --run-dir",
+            )
+        if version < SCHEMA_VERSION:
+            # One transaction for every step: a crash or a refusal leaves the store exactly as it was.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])  # another process may have migrated
+                while version < SCHEMA_VERSION:
+                    _MIGRATIONS[version](db, path)
+                    version += 1
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        # Only now, with a store this release reads: WAL + NORMAL, so a commit survives a killed process (the WAL is
+        # fsynced at checkpoints; an OS crash may lose only the last commits, never corrupt the file). Each call's
+        # result is its own transaction.
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.OperationalError:
+        db.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _damaged(path, exc) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 @dataclass(frozen=True)
@@ -49,15 +173,7 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / DB_NAME
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        # WAL + NORMAL: a commit survives a killed process (the WAL is fsynced at checkpoints; an OS crash may lose
-        # only the last commits, never corrupt the file). Each call's result is its own transaction.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(judgments)")}
-        if "score" not in columns:  # a store written before single-answer grading existed
-            self._db.execute("ALTER TABLE judgments ADD COLUMN score REAL")
+        self._db = _open(self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -69,14 +185,17 @@ class RunStore:
         self.close()
 
     # meta -----------------------------------------------------------------------------------------------
+    @_guarded
     def set_meta(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
+    @_guarded
     def get_meta(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
     # questions ------------------------------------------------------------------------------------------
+    @_guarded
     def put_questions(self, questions: Iterable[Question]) -> None:
         with self._db:
             self._db.execute("BEGIN")
@@ -88,6 +207,7 @@ class RunStore:
                 ],
             )
 
+    @_guarded
     def questions(self) -> dict[str, Question]:
         rows = self._db.execute("SELECT question_id, category, turns, reference FROM questions").fetchall()
         return {
@@ -95,6 +215,7 @@ class RunStore:
         }
 
     # answers --------------------------------------------------------------------------------------------
+    @_guarded
     def put_answer_turn(
         self,
         *,
@@ -126,12 +247,14 @@ class RunStore:
             ),
         )
 
+    @_guarded
     def answer_turns(self, model: str) -> dict[tuple[str, int], AnswerTurn]:
         rows = self._db.execute(
             "SELECT question_id, turn, text, cache_key, backend FROM answer_turns WHERE model = ?", (model,)
         ).fetchall()
         return {(r[0], r[1]): AnswerTurn(r[2], r[3], r[4]) for r in rows}
 
+    @_guarded
     def answers(self, model: str) -> dict[str, Answer]:
         """Every stored answer of ``model`` with its turns in order (possibly fewer turns than the question has)."""
         rows = self._db.execute(
@@ -164,6 +287,7 @@ class RunStore:
             )
         return out
 
+    @_guarded
     def put_answers(self, answers: Sequence[Answer], *, cache_key: str = "import") -> None:
         """Store whole answers (imported from files) in one transaction, replacing the model's turns for those questions."""
         with self._db:
@@ -184,9 +308,11 @@ class RunStore:
                         seconds=a.seconds if i == 1 else 0.0,
                     )
 
+    @_guarded
     def models(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT model FROM answer_turns ORDER BY model")]
 
+    @_guarded
     def usage_by_model(self) -> dict[str, tuple[int, int]]:
         rows = self._db.execute(
             "SELECT model, SUM(prompt_tokens), SUM(completion_tokens) FROM answer_turns GROUP BY model"
@@ -194,6 +320,7 @@ class RunStore:
         return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
 
     # judgments ------------------------------------------------------------------------------------------
+    @_guarded
     def put_judgment(self, j: Judgment) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO judgments (judge, template, template_hash, question_id, turn, model_a, model_b, raw, "
@@ -220,6 +347,7 @@ class RunStore:
             ),
         )
 
+    @_guarded
     def judgment_index(self, judge: str) -> dict[tuple[str, int, str, str], tuple[str, str]]:
         """(question_id, turn, model_a, model_b) -> (cache_key, verdict) for ``judge``: what is already finished."""
         rows = self._db.execute(
@@ -227,6 +355,7 @@ class RunStore:
         ).fetchall()
         return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
 
+    @_guarded
     def judgments(self, judge: str | None = None, *, grades: bool = False) -> list[Judgment]:
         """Pairwise judgments (or, with ``grades``, single-answer grades, whose ``model_b`` is empty)."""
         sql = (
@@ -240,15 +369,18 @@ class RunStore:
             params = (judge,)
         return [Judgment(*r) for r in self._db.execute(sql + " ORDER BY question_id, turn, model_a, model_b", params)]
 
+    @_guarded
     def put_judgments(self, judgments: Iterable[Judgment]) -> None:
         with self._db:
             self._db.execute("BEGIN")
             for j in judgments:
                 self.put_judgment(j)
 
+    @_guarded
     def judges(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT judge FROM judgments ORDER BY judge")]
 
+    @_guarded
     def judge_usage(self) -> dict[str, tuple[int, int]]:
         rows = self._db.execute(
             "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM judgments GROUP BY judge"
