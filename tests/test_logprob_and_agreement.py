@@ -6,9 +6,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import run_cli, write_config
 
-from evalsuite.testing.fake_server import FakeOpenAIServer
+from evalsuite.backends.openai import verdict_probs_from_logprobs
+from evalsuite.testing.fake_server import FakeOpenAIServer, FaultPlan
 
 STRENGTHS = {"sft": 0.0, "dpo": 2.0}
 
@@ -24,6 +26,82 @@ def test_logprob_verdict_mode_over_the_api_gives_soft_verdicts(tmp_path: Path, q
     assert len({round(x, 6) for x in p}) > 1  # soft values, not just 0/1
     c = json.loads((tmp_path / "run" / "results.json").read_text())["comparisons"][0]
     assert c["win_rate"] > 0.6  # the judge's probabilities favour the stronger model
+
+
+def _judgments(run: Path) -> list[tuple[str, int, str, str, str, str | None, float | None, str, int]]:
+    db = sqlite3.connect(run / "evalsuite.sqlite")
+    rows = db.execute("SELECT question_id, turn, model_a, model_b, verdict, reason, p_first, raw, completion_tokens "
+                      "FROM judgments ORDER BY question_id, turn, model_a, model_b").fetchall()
+    db.close()
+    return rows
+
+
+def _tok(token: str, top: dict[str, float] | None = None) -> dict:
+    return {"token": token, "logprob": -0.1, "top_logprobs": [{"token": k, "logprob": v} for k, v in (top or {}).items()]}
+
+
+def test_verdict_position_is_right_after_the_last_prefix() -> None:
+    reply = [_tok("I pick"), _tok(" [[", {}), _tok("A", {"A": -0.1}), _tok("]] no, "), _tok("[["),
+             _tok("B", {"B": -0.5, "C": -1.5, "x": -0.1}), _tok("]]")]
+    p = verdict_probs_from_logprobs(reply, ("A", "B", "C"), "[[")
+    assert p is not None and p["A"] == 0.0 and p["B"] > p["C"] > 0 and abs(sum(p.values()) - 1) < 1e-9
+
+
+@pytest.mark.parametrize("reply", [
+    [_tok("A", {"A": 0.0}), _tok(" is better", {"is": 0.0})],               # a choice token, but no "[[" at all
+    [_tok("Both"), _tok(" A", {" A": 0.0}), _tok(" and B", {" B": 0.0})],    # choices later on, still no "[["
+    [_tok("Verdict: "), _tok("[[", {"A": 0.0})],                             # text ends with the prefix
+    [_tok("[["), _tok("The", {"The": -0.1, "I": -0.2})],                     # no choice among the alternatives there
+    [_tok("[[A]] first, then "), _tok("[["), _tok("maybe", {"maybe": 0.0})],  # the last "[[" counts, not the first
+])
+def test_no_verdict_position_means_no_probabilities(reply: list[dict]) -> None:
+    assert verdict_probs_from_logprobs(reply, ("A", "B", "C"), "[[") is None
+
+
+def test_prefix_inside_a_token_and_sentencepiece_spaces() -> None:
+    # a tokenizer that merged "[[" with the letter: the alternatives at that token are "[[A", "[[B", ...
+    merged = [_tok("Final: "), _tok("[[B", {"[[B": -0.2, "[[A": -1.9, "[[C]]": -2.5, "[": -3.0}), _tok("]]")]
+    p = verdict_probs_from_logprobs(merged, ("A", "B", "C"), "[[")
+    assert p is not None and p["B"] > p["A"] > p["C"] > 0
+    # prefilled reply whose first token is SentencePiece-style "▁A" (decoded " A")
+    p = verdict_probs_from_logprobs([_tok(" A", {" A": -0.1, " B": -2.4})], ("A", "B", "C"), "[[", prefilled=True)
+    assert p is not None and round(p["A"], 3) == 0.909 and p["C"] == 0.0
+    # prefilled, but the first token is no choice: no verdict, although " A" comes later
+    assert verdict_probs_from_logprobs([_tok("Both", {"Both": 0.0}), _tok(" A", {" A": 0.0})], ("A", "B", "C"), "[[",
+                                       prefilled=True) is None
+
+
+@pytest.mark.parametrize("owned_by", ["evalsuite-fake", "vllm"])  # generate then read, or prefill "[[" (vLLM)
+def test_verdict_less_replies_are_parse_errors_never_verdicts(tmp_path: Path, questions: Path, owned_by: str) -> None:
+    faults = FaultPlan(rate_no_verdict=0.3, seed=3)
+    with FakeOpenAIServer(strengths=STRENGTHS, faults=faults, owned_by=owned_by) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, STRENGTHS, questions, verdict_mode="logprob")
+        res = run_cli("compare", "sft", "dpo", "--config", str(cfg), "--run-dir", "run", "--quiet", "--resamples", "200", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        no_verdict = srv.stats()["by_fault"]["no_verdict"]
+    rows = _judgments(tmp_path / "run")
+    errors = [r for r in rows if r[4] == "error"]
+    assert len(rows) == 48 and 0 < no_verdict == len(errors) < len(rows)
+    assert all(r[5] == "parse" and r[6] is None and "Both" in r[7] for r in errors)
+    assert all(r[4] in ("A", "B", "tie") and r[6] is not None and "[[" in r[7] for r in rows if r[4] != "error")
+
+
+def test_prefill_reads_the_one_token_after_the_prefix(tmp_path: Path, questions: Path) -> None:
+    """On a vLLM server the verdict prefix is sent as the assistant turn and one token is generated: same
+    probabilities as reading them after "[[" in generated text, one completion token per call."""
+    runs = {}
+    for owned_by in ("evalsuite-fake", "vllm"):
+        with FakeOpenAIServer(strengths=STRENGTHS, owned_by=owned_by) as srv:
+            cfg = write_config(tmp_path / f"{owned_by}.toml", srv.base_url, STRENGTHS, questions, verdict_mode="logprob")
+            res = run_cli("compare", "sft", "dpo", "--config", str(cfg), "--run-dir", owned_by, "--quiet", "--resamples", "200",
+                          cwd=tmp_path)
+            assert res.returncode == 0, res.stderr
+        runs[owned_by] = _judgments(tmp_path / owned_by)
+    generated, prefilled = runs["evalsuite-fake"], runs["vllm"]
+    assert len(prefilled) == len(generated) == 48
+    assert all(r[8] == 1 and r[7].startswith("[[") and not r[7].endswith("]]") for r in prefilled)
+    assert all(r[7].endswith("]]") for r in generated)
+    assert [round(r[6], 9) for r in prefilled] == [round(r[6], 9) for r in generated]
 
 
 def _vote(q: int, a: str, b: str, w: str, judge: str, turn: int = 1) -> dict:

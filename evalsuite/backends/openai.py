@@ -4,6 +4,18 @@ Concurrency is a fixed pool of workers pulling from one queue, so a pair's two o
 flight together. Retries are the SDK's own policy (exponential backoff with jitter that honours ``retry-after``):
 one retry policy, in one place. What no retry can fix (unreachable endpoint, 401, unknown model) stops the run with
 an ``InputError``; everything already finished has been handed to ``on_done`` and stored.
+
+Logprob verdicts (``ChatRequest.logprob_choices``) come only from the verdict position, never from a guess:
+
+- **prefill**, on servers that continue a final assistant message (vLLM, SGLang: ``owned_by`` in ``GET /models``):
+  the verdict prefix (``[[``) is sent as the assistant turn with ``continue_final_message=True,
+  add_generation_prompt=False`` and ``max_tokens=1``; the first generated token's ``top_logprobs`` are the verdict
+  distribution;
+- **generate**, elsewhere: the judge writes its text and only the ``top_logprobs`` of the token right after the
+  *last* prefix in it are read.
+
+No prefix in the output, or no choice among the alternatives at that position, is a result with no probability
+mass on any choice, which the judge stage stores as ``error`` with reason ``parse`` (never a verdict).
 """
 
 from __future__ import annotations
@@ -22,7 +34,10 @@ from evalsuite.errors import InputError
 
 # Sent when a model's api_key_env is unset: local servers ignore the key, and the SDK refuses an empty one.
 DUMMY_API_KEY = "sk-evalsuite-no-key"
-_TOP_LOGPROBS = 5
+# The OpenAI API's maximum (and vLLM's default --max-logprobs): the most alternatives a verdict position can offer.
+TOP_LOGPROBS = 20
+# ``owned_by`` of servers whose chat endpoint continues a final assistant message (``continue_final_message``).
+PREFILL_SERVERS = frozenset({"vllm", "sglang"})
 
 
 class OpenAIBackend:
@@ -39,6 +54,7 @@ class OpenAIBackend:
         self._api_key = DUMMY_API_KEY
         if spec.api_key_env:
             self._api_key = os.environ.get(spec.api_key_env) or DUMMY_API_KEY
+        self.prefill = False  # set by the preflight: the server continues a final assistant message
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> "OpenAIBackend":
@@ -60,9 +76,12 @@ class OpenAIBackend:
         )
 
     async def _preflight(self, client: openai.AsyncOpenAI) -> None:
-        """Fail in a second, not after a full retry schedule, when the endpoint is unreachable or refuses the key."""
+        """Fail in a second, not after a full retry schedule, when the endpoint is unreachable or refuses the key;
+        learn from the model list whether the server can continue a prefilled verdict prefix."""
         try:
-            await client.with_options(max_retries=0, timeout=min(10.0, self.spec.timeout)).models.list()
+            listed = await client.with_options(max_retries=0, timeout=min(10.0, self.spec.timeout)).models.list()
+            owners = {m.id: str(getattr(m, "owned_by", "") or "") for m in listed.data}
+            self.prefill = owners.get(self.spec.model, next(iter(owners.values()), "")) in PREFILL_SERVERS
         except openai.APIConnectionError as exc:
             if _is_connect_failure(exc):
                 raise self._unreachable(exc) from None
@@ -134,9 +153,14 @@ class OpenAIBackend:
         }
         if req.seed is not None:
             kwargs["seed"] = req.seed
+        prefill = bool(req.logprob_choices) and self.prefill
         if req.logprob_choices:
             kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = _TOP_LOGPROBS
+            kwargs["top_logprobs"] = TOP_LOGPROBS
+        if prefill:
+            # the verdict prefix opens the assistant turn; the one token generated after it is the verdict position
+            kwargs["messages"].append({"role": "assistant", "content": req.verdict_prefix})
+            kwargs.update(max_tokens=1, continue_final_message=True, add_generation_prompt=False)
         start = time.perf_counter()
         try:
             # The SDK's generic POST: its transport, retries and error classes, without the typed-params transform and
@@ -168,9 +192,12 @@ class OpenAIBackend:
         text = (choice.get("message") or {}).get("content") or ""
         usage = resp.get("usage") or {}
         probs = None
-        logprobs = choice.get("logprobs") or {}
-        if req.logprob_choices and logprobs.get("content"):
-            probs = verdict_probs_from_logprobs(logprobs["content"], req.logprob_choices, req.verdict_prefix)
+        if req.logprob_choices:
+            content = (choice.get("logprobs") or {}).get("content") or []
+            if prefill:
+                text = req.verdict_prefix + text
+            # {} (no mass on any choice) when there is no verdict position: the judge stores a parse error
+            probs = verdict_probs_from_logprobs(content, req.logprob_choices, req.verdict_prefix, prefilled=prefill) or {}
         return ChatResult(
             text=text,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -192,28 +219,52 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return str(body.get("message") or exc.message).splitlines()[0][:200]
 
 
-def verdict_probs_from_logprobs(content: Sequence[dict[str, Any]], choices: Sequence[str], prefix: str) -> dict[str, float] | None:
-    """Probabilities of ``choices`` at the verdict position: the token right after the text ends with ``prefix``.
+def verdict_probs_from_logprobs(
+    content: Sequence[dict[str, Any]], choices: Sequence[str], prefix: str, *, prefilled: bool = False
+) -> dict[str, float] | None:
+    """Normalised probabilities of ``choices`` at the verdict position, or None when there is none.
 
-    Falls back to the first generated token that is itself one of the choices. Returns None when the reply has
-    no verdict position (the caller then parses the text).
+    ``content`` is a reply's ``logprobs.content`` (one entry per generated token, each with ``top_logprobs``). The
+    verdict position is the token that holds the character right after the *last* ``prefix`` in the generated text
+    (``prefilled``: the prefix was sent as the start of the assistant turn, so the text is ``prefix`` + the reply).
+    An alternative counts for a choice when, after the part of the prefix inside that token, it
+    reads as the choice (spaces stripped, so SentencePiece's ``▁A`` is ``A``) or as the choice then ``]``. None when
+    the text has no prefix, ends with it, or no alternative there is a choice: never a guess from another position.
+
+    >>> tok = lambda t, top: {"token": t, "top_logprobs": [{"token": k, "logprob": v} for k, v in top.items()]}
+    >>> reply = [tok("Both fine.", {}), tok(" [[", {}), tok("B", {"B": -0.1, "A": -2.4, "x": -3.0}), tok("]]", {})]
+    >>> {k: round(v, 3) for k, v in verdict_probs_from_logprobs(reply, "ABC", "[[").items()}
+    {'A': 0.091, 'B': 0.909, 'C': 0.0}
+    >>> verdict_probs_from_logprobs([tok("A", {"A": 0.0}), tok(" is better", {})], "ABC", "[[") is None
+    True
+    >>> verdict_probs_from_logprobs([tok("C", {"C": -0.7, "A": -0.7})], "ABC", "[[", prefilled=True)
+    {'A': 0.5, 'B': 0.0, 'C': 0.5}
     """
-    text = ""
-    position = None
-    for i, tok in enumerate(content):
-        if text.endswith(prefix) and tok["token"].strip() in choices:
-            position = i
-            break
-        text += tok["token"]
-    if position is None:
-        position = next((i for i, t in enumerate(content) if t["token"].strip() in choices), None)
-    if position is None:
+    tokens = [str(t.get("token") or "") for t in content]
+    start = len(prefix) if prefilled else 0  # where the first generated token begins in ``text``
+    text = (prefix if prefilled else "") + "".join(tokens)
+    if not prefix or prefix not in text:
         return None
+    at = text.rfind(prefix) + len(prefix)
+    for tok, entry in zip(tokens, content):
+        end = start + len(tok)
+        if start <= at < end:
+            return _choice_mass(entry.get("top_logprobs") or [], choices, lead=text[start:at])
+        start = end
+    return None
+
+
+def _choice_mass(top: Sequence[dict[str, Any]], choices: Sequence[str], lead: str) -> dict[str, float] | None:
+    """Normalised probabilities of ``choices`` among one position's alternatives (``lead``: their text before it)."""
     mass = dict.fromkeys(choices, 0.0)
-    for top in content[position].get("top_logprobs") or []:
-        key = top["token"].strip()
-        if key in mass:
-            mass[key] = max(mass[key], math.exp(top["logprob"]))
+    for alt in top:
+        token = str(alt.get("token") or "")
+        if not token.startswith(lead):
+            continue
+        rest = token[len(lead):].strip()
+        key = next((c for c in choices if rest == c or rest.startswith(c + "]")), None)
+        if key is not None:
+            mass[key] += math.exp(float(alt["logprob"]))
     total = sum(mass.values())
     if total <= 0:
         return None

@@ -12,7 +12,9 @@ model. Everything it says is a pure function of the request, so a test can predi
   hash of the seed and the messages. The output format follows the prompt: ``[[A>>B]]`` in the prompt -> Arena-Hard
   five-point, ``[[A]]`` -> MT-Bench pairwise (``[[A]]``/``[[B]]``/``[[C]]``), else single grading ``Rating: [[N]]``
   with N = clip(round(5 + 3 * s), 1, 10). With ``logprobs: true`` the reply is the bare verdict and the verdict
-  token carries ``top_logprobs`` holding the model's probabilities.
+  token carries ``top_logprobs`` holding the model's probabilities. With ``continue_final_message: true`` and a
+  final assistant message ``[[`` (vLLM's prefill), the reply continues it: the verdict token first, cut to
+  ``max_tokens``.
 * **Faults** (:class:`FaultPlan`): 429 (with ``retry-after``/``retry-after-ms``), 500, slow replies and judge replies
   without a verdict, chosen per request body by hash, for the first ``faulty_attempts`` attempts of that body.
 
@@ -169,6 +171,7 @@ class FakeOpenAIServer:
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
+        owned_by: str = "evalsuite-fake",
     ) -> None:
         if not 0 <= tie_rate <= 1:
             raise ValueError(f"tie_rate must be in [0, 1], got {tie_rate}")
@@ -181,6 +184,7 @@ class FakeOpenAIServer:
         self.faults = faults or FaultPlan()
         self.api_key = api_key
         self.seed = seed
+        self.owned_by = owned_by  # GET /models' owner; "vllm" makes clients treat this server as vLLM
         self.host = host
         self.port = port
         self.base_url = ""
@@ -359,7 +363,8 @@ class FakeOpenAIServer:
                 if len(names) == 2:
                     break
         if no_verdict:
-            text = "Both assistants raise points worth weighing, and I would need more context to decide."
+            # Choice letters as tokens but no "[[": a verdict read from anywhere but the verdict position is a guess.
+            text = "Both A and B raise points worth weighing, and I would need more context to decide."
             return text, (self._plain_logprobs(text, top_k) if logprobs else None)
 
         if "[[A>>B]]" in all_text:
@@ -447,7 +452,7 @@ class FakeOpenAIServer:
         if not self._authorized(request):
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         names = sorted(set(self.strengths or ()) | self.judges)
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "evalsuite-fake"} for n in names]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": self.owned_by} for n in names]
         return web.json_response({"object": "list", "data": data})
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
@@ -532,6 +537,14 @@ class FakeOpenAIServer:
                 if no_verdict:
                     self._by_fault["no_verdict"] += 1
                 text, lp_content = self._judge(messages, logprobs, top_k, no_verdict)
+                last = messages[-1]
+                if body.get("continue_final_message") and last.get("role") == "assistant" and lp_content:
+                    # continue the prefilled assistant text: drop what it already holds, keep max_tokens tokens
+                    held = _content_text(last.get("content"))
+                    if held and text.startswith(held) and lp_content[0]["token"] == held:
+                        lp_content = lp_content[1:]
+                    lp_content = lp_content[: max_tokens or None]
+                    text = "".join(t["token"] for t in lp_content)
             else:
                 text, finish = self._answer(model, messages, max_tokens)
                 if logprobs:
