@@ -14,7 +14,7 @@ from evalsuite import __version__
 from evalsuite.bench import load_benchmark
 from evalsuite.config import Config, ModelSpec
 from evalsuite.generate import GenerationSummary, generate_all
-from evalsuite.judge._run import JudgeSummary, judge_label, run_judge
+from evalsuite.judge._calls import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
 from evalsuite.records import Answer, Match, Question

@@ -1,15 +1,18 @@
-"""The judge stage: (answers x template x judge model) -> judgments in both orders, each stored as it lands.
+"""Judge calls: plan, send and store every call a judge model gets, for pairwise judging and single-answer grading.
 
-For every pair (X, Y), question and turn, the two orders (X first, Y first) are queued side by side so they are in
-flight together. A judgment already stored with the same cache key is not asked again; stored errors are re-asked
-only with ``retry_errors``.
+One planning path (:func:`plan_requests`) serves both: for each group (a pair of models, or one model to grade),
+question and turn it picks the template, renders the messages for every order the group is shown in (a pair twice:
+X first, then Y first), and keys the call by everything that can change its output (judge identity, messages and
+every sampling setting the request carries). A call already stored under the same key is not asked again; stored
+errors are re-asked only with ``retry_errors``. The two orders of a pair are queued side by side so they are in
+flight together. :func:`ask_judge` sends the planned calls and stores each judgment as it lands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
 from evalsuite.config import JudgingOptions, ModelSpec
@@ -72,24 +75,115 @@ def rendered_user_prompt(j: Judgment, questions: Mapping[str, Question], answers
     return next((m["content"] for m in messages if m["role"] == "user"), "")
 
 
+Kind = Literal["pairwise", "single"]
+_KIND_TASK = {"pairwise": "pairwise judging", "single": "grading"}
+
+
 class TemplateChooser:
     """Picks the template for (question, turn): a user template for the turn it judges, else the built-in default."""
 
-    def __init__(self, override: str | None) -> None:
+    def __init__(self, override: str | None, kind: Kind = "pairwise") -> None:
+        self.kind = kind
         self.override = load_template(override) if override else None
-        if self.override is not None and self.override.kind != "pairwise":
+        if self.override is not None and self.override.kind != kind:
             raise InputError(
                 f"template {self.override.path} is a {self.override.kind!r} template",
-                fix="pairwise judging needs a template with kind = \"pairwise\"",
+                fix=f'{_KIND_TASK[kind]} needs a template with kind = "{kind}"',
             )
 
-    def __call__(self, q: Question, turn: int) -> JudgeTemplate | None:
-        if self.override is not None and self.override.turns == turn:
-            if self.override.reference and not q.reference:
-                return load_template(select_template("general", turn))
+    def __call__(self, q: Question, turn: int) -> JudgeTemplate:
+        if self.override is not None and self.override.turns == turn and (q.reference or not self.override.reference):
             return self.override
-        name = select_template(q.category if q.reference else "general", turn)
-        return load_template(name)
+        return load_template(select_template(q.category if q.reference else "general", turn, kind=self.kind))
+
+
+def _shown_orders(group: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The orders a group is shown to the judge in: a pair in both orders, a single answer once."""
+    return [group, group[::-1]] if len(group) == 2 else [group]
+
+
+def _render_variables(q: Question, shown: Sequence[Answer]) -> dict[str, str]:
+    if len(shown) == 2:
+        return _variables(q, shown[0], shown[1])
+    v = _variables(q, shown[0], shown[0])
+    return {**v, "answer_1": v["answer_a_1"], "answer_2": v["answer_a_2"]}
+
+
+def _logprob_choices(judge: ModelSpec, template: JudgeTemplate, kind: Kind) -> tuple[str, ...] | None:
+    if judge.verdict_mode != "logprob" or kind != "pairwise":
+        return None  # grades are read from text
+    fmt = get_verdict_format(template.verdict_format)
+    if fmt.logprob_choices is None:
+        raise InputError(
+            f"logprob verdict mode cannot read format {fmt.name!r} (template {template.path})",
+            fix="use a template with verdict_format = \"mtbench\" or set judge.verdict_mode = \"text\"",
+        )
+    return fmt.logprob_choices
+
+
+def plan_requests(
+    judge: ModelSpec,
+    kind: Kind,
+    groups: Sequence[tuple[str, ...]],
+    questions: Sequence[Question],
+    answers: Mapping[str, Mapping[str, Answer]],
+    done: Mapping[tuple[str, int, str, str], tuple[str, str]],
+    template: str | None = None,
+    *,
+    retry_errors: bool = False,
+) -> tuple[list[ChatRequest], int, int]:
+    """Requests for every (group, question, turn, order shown) not already stored; returns (requests, cached, missing).
+
+    ``groups`` are pairs ``(X, Y)`` for ``kind="pairwise"`` (each judged in both orders) or one-model tuples for
+    ``kind="single"``; ``missing`` counts (group, question) items skipped because an answer is missing.
+    """
+    choose = TemplateChooser(template, kind)
+    identity = {**model_identity(judge), "verdict_mode": judge.verdict_mode, "kind": kind}
+    label = judge_label(judge)
+    requests: list[ChatRequest] = []
+    cached = missing = 0
+    for group in groups:
+        for q in questions:
+            got = [answers.get(m, {}).get(q.question_id) for m in group]
+            present = [a for a in got if a is not None]
+            if len(present) != len(group):
+                missing += 1
+                continue
+            by_model = dict(zip(group, present))
+            for turn in range(1, min([len(q.turns), *(len(a.turns) for a in present)]) + 1):
+                tpl = choose(q, turn)
+                choices = _logprob_choices(judge, tpl, kind)
+                # every setting the request carries is in its key, so changing any of them re-asks the judge
+                sampling: dict[str, Any] = {
+                    "temperature": judge.temperature, "max_tokens": judge.max_tokens, "seed": judge.seed,
+                    "logprob_choices": choices,
+                }
+                for shown in _shown_orders(group):
+                    messages = tpl.render(_render_variables(q, [by_model[m] for m in shown]))
+                    key = request_key(identity, messages, **sampling)
+                    first, second = shown[0], (shown[1] if len(shown) == 2 else "")
+                    prev = done.get((q.question_id, turn, first, second))
+                    if prev is not None and prev[0] == key and not (retry_errors and prev[1] == "error"):
+                        cached += 1
+                        continue
+                    requests.append(
+                        ChatRequest(
+                            key=key,
+                            messages=messages,
+                            **sampling,
+                            meta={
+                                "judge": label,
+                                "template": tpl.name,
+                                "template_hash": tpl.content_hash,
+                                "format": tpl.verdict_format,
+                                "question_id": q.question_id,
+                                "turn": turn,
+                                "model_a": first,
+                                "model_b": second,
+                            },
+                        )
+                    )
+    return requests, cached, missing
 
 
 def plan_judge_requests(
@@ -102,62 +196,8 @@ def plan_judge_requests(
     *,
     retry_errors: bool = False,
 ) -> tuple[list[ChatRequest], int, int]:
-    """Requests for every (pair, question, turn, order) not already judged; returns (requests, cached, missing)."""
-    choose = TemplateChooser(options.template)
-    identity = {**model_identity(judge), "verdict_mode": judge.verdict_mode}
-    label = judge_label(judge)
-    requests: list[ChatRequest] = []
-    cached = missing = 0
-    for x, y in pairs:
-        ax, ay = answers.get(x, {}), answers.get(y, {})
-        for q in questions:
-            a_x, a_y = ax.get(q.question_id), ay.get(q.question_id)
-            if a_x is None or a_y is None:
-                missing += 1
-                continue
-            for turn in range(1, min(len(q.turns), len(a_x.turns), len(a_y.turns)) + 1):
-                template = choose(q, turn)
-                if template is None:
-                    continue
-                fmt = get_verdict_format(template.verdict_format)
-                choices = None
-                if judge.verdict_mode == "logprob":
-                    if fmt.logprob_choices is None:
-                        raise InputError(
-                            f"logprob verdict mode cannot read format {fmt.name!r} (template {template.path})",
-                            fix="use a template with verdict_format = \"mtbench\" or set judge.verdict_mode = \"text\"",
-                        )
-                    choices = fmt.logprob_choices
-                for first, second, a1, a2 in ((x, y, a_x, a_y), (y, x, a_y, a_x)):
-                    messages = template.render(_variables(q, a1, a2))
-                    key = request_key(
-                        identity, messages, temperature=judge.temperature, max_tokens=judge.max_tokens, choices=choices
-                    )
-                    prev = done.get((q.question_id, turn, first, second))
-                    if prev is not None and prev[0] == key and not (retry_errors and prev[1] == "error"):
-                        cached += 1
-                        continue
-                    requests.append(
-                        ChatRequest(
-                            key=key,
-                            messages=messages,
-                            temperature=judge.temperature,
-                            max_tokens=judge.max_tokens,
-                            seed=judge.seed,
-                            logprob_choices=choices,
-                            meta={
-                                "judge": label,
-                                "template": template.name,
-                                "template_hash": template.content_hash,
-                                "format": template.verdict_format,
-                                "question_id": q.question_id,
-                                "turn": turn,
-                                "model_a": first,
-                                "model_b": second,
-                            },
-                        )
-                    )
-    return requests, cached, missing
+    """Pairwise judging: every (pair, question, turn) in both orders (see :func:`plan_requests`)."""
+    return plan_requests(judge, "pairwise", pairs, questions, answers, done, options.template, retry_errors=retry_errors)
 
 
 def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
@@ -235,6 +275,31 @@ def ask_judge(
     return counts["requested"], counts["errors"]
 
 
+def run_calls(
+    judge: ModelSpec,
+    kind: Kind,
+    groups: Sequence[tuple[str, ...]],
+    questions: Sequence[Question],
+    store: RunStore,
+    template: str | None = None,
+    *,
+    progress: Callable[[str, int], Any],
+    retry_errors: bool = False,
+    backend: ChatBackend | None = None,
+) -> JudgeSummary:
+    """Plan (:func:`plan_requests`), ask and store: the judge stage for pairwise judging and for grading alike."""
+    answers = stored_answers(store, sorted({m for g in groups for m in g}))
+    label = judge_label(judge)
+    requests, cached, missing = plan_requests(
+        judge, kind, groups, questions, answers, store.judgment_index(label), template, retry_errors=retry_errors
+    )
+    if not requests:
+        return JudgeSummary(label, 0, cached, 0, missing)
+    title = f"{'judge' if kind == 'pairwise' else 'grade'} ({label})"
+    requested, errors = ask_judge(judge, requests, store, title, progress, backend)
+    return JudgeSummary(label, requested, cached, errors, missing)
+
+
 def run_judge(
     judge: ModelSpec,
     pairs: Sequence[tuple[str, str]],
@@ -246,15 +311,9 @@ def run_judge(
     retry_errors: bool = False,
     backend: ChatBackend | None = None,
 ) -> JudgeSummary:
-    answers = stored_answers(store, sorted({m for p in pairs for m in p}))
-    label = judge_label(judge)
-    requests, cached, missing = plan_judge_requests(
-        judge, pairs, questions, answers, store.judgment_index(label), options, retry_errors=retry_errors
-    )
-    if not requests:
-        return JudgeSummary(label, 0, cached, 0, missing)
-    requested, errors = ask_judge(judge, requests, store, f"judge ({label})", progress, backend)
-    return JudgeSummary(label, requested, cached, errors, missing)
+    """Judge every pair in both orders (what is not stored yet)."""
+    return run_calls(judge, "pairwise", pairs, questions, store, options.template, progress=progress,
+                     retry_errors=retry_errors, backend=backend)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -271,38 +330,9 @@ def plan_grade_requests(
     *,
     retry_errors: bool = False,
 ) -> tuple[list[ChatRequest], int, int]:
-    """Requests grading every (model, question, turn) not already graded; returns (requests, cached, missing)."""
-    override = load_template(template) if template else None
-    if override is not None and override.kind != "single":
-        raise InputError(f"template {override.path} is a {override.kind!r} template", fix='grading needs kind = "single"')
-    identity = {**model_identity(judge), "mode": "grade"}
-    label = judge_label(judge)
-    requests: list[ChatRequest] = []
-    cached = missing = 0
-    for model in models:
-        for q in questions:
-            a = answers.get(model, {}).get(q.question_id)
-            if a is None:
-                missing += 1
-                continue
-            for turn in range(1, min(len(q.turns), len(a.turns)) + 1):
-                if override is not None and override.turns == turn and (q.reference or not override.reference):
-                    tpl = override
-                else:
-                    tpl = load_template(select_template(q.category if q.reference else "general", turn, kind="single"))
-                v = _variables(q, a, a)
-                messages = tpl.render({**v, "answer_1": v["answer_a_1"], "answer_2": v["answer_a_2"]})
-                key = request_key(identity, messages, temperature=judge.temperature, max_tokens=judge.max_tokens)
-                prev = done.get((q.question_id, turn, model, ""))
-                if prev is not None and prev[0] == key and not (retry_errors and prev[1] == "error"):
-                    cached += 1
-                    continue
-                requests.append(ChatRequest(
-                    key=key, messages=messages, temperature=judge.temperature, max_tokens=judge.max_tokens, seed=judge.seed,
-                    meta={"judge": label, "template": tpl.name, "template_hash": tpl.content_hash, "format": tpl.verdict_format,
-                          "question_id": q.question_id, "turn": turn, "model_a": model, "model_b": ""},
-                ))
-    return requests, cached, missing
+    """Single-answer grading: every (model, question, turn) once (see :func:`plan_requests`)."""
+    groups = [(m,) for m in models]
+    return plan_requests(judge, "single", groups, questions, answers, done, template, retry_errors=retry_errors)
 
 
 def run_grade(
@@ -316,12 +346,6 @@ def run_grade(
     retry_errors: bool = False,
     backend: ChatBackend | None = None,
 ) -> JudgeSummary:
-    answers = stored_answers(store, models)
-    label = judge_label(judge)
-    requests, cached, missing = plan_grade_requests(
-        judge, models, questions, answers, store.judgment_index(label), template, retry_errors=retry_errors
-    )
-    if not requests:
-        return JudgeSummary(label, 0, cached, 0, missing)
-    requested, errors = ask_judge(judge, requests, store, f"grade ({label})", progress, backend)
-    return JudgeSummary(label, requested, cached, errors, missing)
+    """Grade every answer of ``models`` 1-10 (what is not stored yet)."""
+    return run_calls(judge, "single", [(m,) for m in models], questions, store, template, progress=progress,
+                     retry_errors=retry_errors, backend=backend)
