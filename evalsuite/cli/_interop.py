@@ -18,7 +18,7 @@ def export_cmd(run_dir: str, fmt: str, out: str) -> None:
     import json
 
     from evalsuite.interop.fastchat import pair_records, write_fastchat_answers
-    from evalsuite.judge._run import rendered_user_prompt
+    from evalsuite.judge._calls import rendered_user_prompt
     from evalsuite.store import RunStore
 
     out_dir = Path(out)

@@ -218,7 +218,7 @@ def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | N
     from evalsuite.bench import load_benchmark
     from evalsuite.config import resolve_models
     from evalsuite.generate import generate_all
-    from evalsuite.judge._run import run_grade
+    from evalsuite.judge._calls import run_grade
     from evalsuite.report.grades import grade_summary
     from evalsuite.report.results import StatsOptions
     from evalsuite.store import RunStore
