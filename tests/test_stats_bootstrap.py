@@ -129,7 +129,21 @@ def test_no_spread_gives_a_point_interval() -> None:
     assert (res.estimate, res.ci_low, res.ci_high, res.se) == (0.5, 0.5, 0.5, 0.0)
     assert res.p_value == 1.0
     wins = cluster_bootstrap(np.ones(10), np.arange(10))
-    assert (wins.ci_low, wins.ci_high, wins.p_value) == (1.0, 1.0, 0.0)
+    assert (wins.ci_low, wins.ci_high) == (1.0, 1.0)
+    assert (wins.p_value, wins.p_value_bound) == (1 / 10_000, True)  # below 1/B, never 0
+
+
+def test_a_p_value_with_no_resample_on_the_far_side_is_the_bound_one_over_b() -> None:
+    # 40 questions, 36 wins and 4 ties: with 2,000 resamples none reaches 50%, so p is only known to be < 1/2000
+    scores = np.r_[np.ones(36), np.full(4, 0.5)]
+    res = cluster_bootstrap(scores, np.arange(40), n_resamples=2000)
+    assert res.p_value == 1 / 2000 and res.p_value_bound
+    # one resample on the far side is an observed share: doubled, 2/B, and not a bound
+    close = cluster_bootstrap(np.r_[np.ones(3), np.zeros(2)], np.arange(5), n_resamples=2000)
+    assert not close.p_value_bound and close.p_value >= 2 / 2000
+    # the paired difference follows the same rule
+    d = paired_difference(np.ones(30), np.zeros(30), np.arange(30), n_resamples=500)
+    assert (d.p_value, d.p_value_bound) == (1 / 500, True)
 
 
 def test_seeded_and_string_clusters() -> None:

@@ -15,6 +15,7 @@ from evalsuite.stats import (
     Vote,
     agreement,
     holm,
+    holm_bounded,
     length_controlled_win_rate,
     min_detectable_difference,
     sign_test,
@@ -36,6 +37,22 @@ def test_sign_test_without_decisive_matches_is_one() -> None:
 
 
 # --- Holm ----------------------------------------------------------------------------------------------------------
+
+
+def test_holm_bounded_marks_adjusted_values_that_come_from_a_bound() -> None:
+    # p = [1e-4 (bound), 0.03, 0.5]: ascending times (3, 2, 1) = 3e-4 (bound), 0.06, 0.5: only the first is a bound
+    adjusted, bound = holm_bounded([0.5, 1e-4, 0.03], [False, True, False])
+    np.testing.assert_allclose(adjusted, holm([0.5, 1e-4, 0.03]))
+    assert bound.tolist() == [False, True, False]
+    # a bound that the running maximum carries forward stays a bound: [1e-4 (bound) x 2, 1e-4 x 1] -> 2e-4, 2e-4
+    adjusted, bound = holm_bounded([1e-4, 1e-4], [True, False])
+    np.testing.assert_allclose(adjusted, [2e-4, 2e-4])
+    assert bound.tolist() == [True, True]
+    # capped at 1: exact, whatever the raw p was
+    assert holm_bounded([0.6, 0.6], [True, True])[1].tolist() == [False, False]
+    with pytest.raises(ValueError, match="one flag per p-value"):
+        holm_bounded([0.1], [True, False])
+
 
 
 def test_holm_hand_worked() -> None:

@@ -9,7 +9,15 @@ import pytest
 
 from evalsuite.errors import InputError
 from evalsuite.judge import swap as swap_module
-from evalsuite.judge.swap import JudgeHealth, build_matches, judge_health, match_error_reason, reconcile_swap
+from evalsuite.judge.swap import (
+    JudgeHealth,
+    build_matches,
+    judge_health,
+    judge_health_by_group,
+    match_error_reason,
+    match_games,
+    reconcile_swap,
+)
 from evalsuite.records import Judgment, Match, ParsedVerdict
 
 A, B, TIE, ERR = ParsedVerdict("A"), ParsedVerdict("B"), ParsedVerdict("tie"), ParsedVerdict("error", reason="parse")
@@ -93,8 +101,25 @@ def test_strict_ignores_soft_values_and_uses_the_hard_verdicts() -> None:
 
 
 def test_unknown_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown reconcile mode 'games'"):
-        reconcile_swap(A, B, "games")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown reconcile mode 'elo'"):
+        reconcile_swap(A, B, "elo")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("xy", "yx", "strict", "average", "inconsistent"), NINE_COMBOS)
+def test_games_scores_a_full_match_like_average(
+    xy: ParsedVerdict, yx: ParsedVerdict, strict: float, average: float, inconsistent: bool
+) -> None:
+    assert reconcile_swap(xy, yx, "games") == (average, inconsistent, False)
+
+
+def test_games_keeps_the_game_whose_twin_failed() -> None:
+    # X shown first and picked: X wins that game; Y shown first and picked (A = Y): X loses that game
+    assert reconcile_swap(A, ERR, "games") == (1.0, False, False)
+    assert reconcile_swap(ERR, A, "games") == (0.0, False, False)
+    assert reconcile_swap(ERR, TIE, "games") == (0.5, False, False)
+    assert reconcile_swap(ERR, ERR, "games") == (None, False, True)
+    # strict and average still lose the whole match
+    assert reconcile_swap(A, ERR, "average") == (None, False, True)
 
 
 def test_single_answer_grades_are_not_pairwise_verdicts() -> None:
@@ -282,3 +307,52 @@ def test_a_position_biased_judge_shows_in_its_health() -> None:
     health = judge_health(build_matches(js, {f"p{i}": "stem" for i in range(10)}))
     assert (health.consistency, health.first_position_win_share, health.n_inconsistent) == (0.0, 1.0, 10)
     assert health.tie_share == 0.0 and health.error_share == 0.0
+
+
+# --- games mode and health per judge x template x turn --------------------------------------------------------
+
+
+def test_games_mode_gives_two_games_per_match_and_one_when_a_swap_is_missing() -> None:
+    js = [
+        judgment("x", "y", "A", q="q1"), judgment("y", "x", "A", q="q1"),  # position bias: X wins one, loses one
+        judgment("x", "y", "B", q="q2"),  # swap never judged: one game, Y wins
+        judgment("x", "y", "error", q="q3"), judgment("y", "x", "B", q="q3"),  # one failed order: one game, X wins
+    ]
+    by_q = {m.question_id: m for m in build_matches(js, CATEGORIES, "games")}
+    assert match_games(by_q["q1"]) == [1.0, 0.0] and by_q["q1"].score == 0.5 and by_q["q1"].inconsistent
+    assert match_games(by_q["q2"]) == [0.0] and (by_q["q2"].score, by_q["q2"].error) == (0.0, False)
+    assert match_games(by_q["q3"]) == [1.0] and (by_q["q3"].score, by_q["q3"].error) == (1.0, False)
+    strict = {m.question_id: m for m in build_matches(js, CATEGORIES, "strict")}
+    assert strict["q2"].error and strict["q3"].error
+    # soft verdicts are games too
+    soft = build_matches([judgment("x", "y", "A", p_first=0.8), judgment("y", "x", "B", p_first=0.3)], CATEGORIES, "games")
+    assert match_games(soft[0]) == pytest.approx([0.8, 0.7])
+
+
+def test_one_game_matches_do_not_count_for_position_consistency() -> None:
+    js = [judgment("x", "y", "A", q="q1"), judgment("y", "x", "B", q="q1"), judgment("x", "y", "B", q="q2")]
+    health = judge_health(build_matches(js, CATEGORIES, "games"))
+    assert health.consistency == 1.0 and health.n_matches == 2 and health.n_error_matches == 0
+
+
+def test_health_is_reported_per_judge_template_and_turn_not_pooled() -> None:
+    # The judge is fair on turn 1 and always picks the first-shown answer on turn 2; pooled, it looks half-biased.
+    js = []
+    for i in range(6):
+        q = f"q{i % 3 + 1}"
+        if i < 3:
+            js += [judgment("x", "y", "A", q=q, turn=1), judgment("y", "x", "B", q=q, turn=1)]
+        else:
+            js += [judgment("x", "y", "A", q=q, turn=2), judgment("y", "x", "A", q=q, turn=2)]
+    js += [judgment("x", "y", "tie", q="q1", template="ref", template_hash="fff000fff000"),
+           judgment("y", "x", "tie", q="q1", template="ref", template_hash="fff000fff000")]
+    matches = build_matches(js, CATEGORIES)
+    groups = dict(judge_health_by_group(matches))
+    assert list(groups) == [("gpt-4", "pairwise", "abc123abc123", 1), ("gpt-4", "pairwise", "abc123abc123", 2),
+                            ("gpt-4", "ref", "fff000fff000", 1)]
+    turn1, turn2, ref = groups.values()
+    assert (turn1.consistency, turn1.first_position_win_share) == (1.0, 0.5)
+    assert (turn2.consistency, turn2.first_position_win_share) == (0.0, 1.0)
+    assert (ref.tie_share, ref.n_matches) == (1.0, 1)
+    pooled = judge_health(matches)
+    assert pooled.first_position_win_share == 0.75  # what a pooled figure would show instead

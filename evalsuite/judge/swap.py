@@ -4,7 +4,9 @@ Every pair (X, Y) is judged twice, X shown first and Y shown first (DESIGN.md, "
 
 - ``reconcile_swap``: two ordered verdicts -> X's match score, whether the orders disagree, whether either failed;
 - ``build_matches``: judgments -> ``Match`` records (one per question, turn, pair, judge and template);
-- ``judge_health``: position consistency, first-position win share, tie share and error share of a judge.
+- ``match_games``: the games of a match in ``games`` mode (each order is one game, for Bradley-Terry);
+- ``judge_health`` / ``judge_health_by_group``: position consistency, first-position win share, tie share and error
+  share of a judge, per judge x template x turn (DESIGN.md, "Judge health").
 
 Pure functions over records, no I/O.
 """
@@ -21,14 +23,17 @@ __all__ = [
     "RECONCILE_MODES",
     "JudgeHealth",
     "ReconcileMode",
+    "HealthKey",
     "build_matches",
     "judge_health",
+    "judge_health_by_group",
+    "match_games",
     "match_error_reason",
     "reconcile_swap",
 ]
 
-ReconcileMode = Literal["strict", "average"]
-RECONCILE_MODES: tuple[str, ...] = ("strict", "average")
+ReconcileMode = Literal["strict", "average", "games"]
+RECONCILE_MODES: tuple[str, ...] = ("strict", "average", "games")
 
 # X's score for each hard label, seen from X: 1 X better, 0.5 tie, 0 Y better.
 _LABEL_SCORE = {"X": 1.0, "tie": 0.5, "Y": 0.0}
@@ -56,7 +61,12 @@ def reconcile_swap(
     - ``average``: each order scores X as 1 / 0.5 / 0 and the match score is the mean (0, .25, .5, .75, 1);
       an order with a soft verdict contributes its probability instead (``xy.p_first``, ``1 - yx.p_first``).
 
-    ``inconsistent`` (both modes): the two orders, read as hard labels about X (X / Y / tie), disagree.
+    - ``games`` (Arena-Hard): the two orders are two separate games, each scoring X as in ``average``. The match
+      score is the mean of the games that have a verdict: the same as ``average`` when both do, the one game's score
+      when the other order failed (a failed order costs only its own game). Bradley-Terry fits the games themselves
+      (``match_games``).
+
+    ``inconsistent`` (every mode): the two orders, read as hard labels about X (X / Y / tie), disagree.
 
     >>> reconcile_swap(ParsedVerdict("A"), ParsedVerdict("B"))
     (1.0, False, False)
@@ -64,11 +74,15 @@ def reconcile_swap(
     (0.5, True, False)
     >>> reconcile_swap(ParsedVerdict("A"), ParsedVerdict("tie"), "average")
     (0.75, True, False)
+    >>> reconcile_swap(ParsedVerdict("A"), ParsedVerdict("error", reason="parse"), "games")
+    (1.0, False, False)
     """
     if mode not in RECONCILE_MODES:
         raise ValueError(f"unknown reconcile mode {mode!r}; known modes: {', '.join(RECONCILE_MODES)}")
     _check_pairwise(xy, "xy")
     _check_pairwise(yx, "yx")
+    if mode == "games" and (xy.verdict == "error") != (yx.verdict == "error"):
+        return (_game_x_first(xy) if yx.verdict == "error" else _game_y_first(yx)), False, False
     if xy.verdict == "error" or yx.verdict == "error":
         return None, False, True
     label_xy = _LABEL_X_FIRST[xy.verdict]
@@ -77,9 +91,38 @@ def reconcile_swap(
     if mode == "strict":
         score = _LABEL_SCORE[label_xy] if not inconsistent else 0.5
         return score, inconsistent, False
-    s_xy = xy.p_first if xy.p_first is not None else _LABEL_SCORE[label_xy]
-    s_yx = 1.0 - yx.p_first if yx.p_first is not None else _LABEL_SCORE[label_yx]
-    return (s_xy + s_yx) / 2.0, inconsistent, False
+    return (_game_x_first(xy) + _game_y_first(yx)) / 2.0, inconsistent, False
+
+
+def _game_x_first(xy: ParsedVerdict) -> float:
+    """X's score in the game where X was shown first: its soft probability if read from log-probs, else 1 / .5 / 0."""
+    return xy.p_first if xy.p_first is not None else _LABEL_SCORE[_LABEL_X_FIRST[xy.verdict]]
+
+
+def _game_y_first(yx: ParsedVerdict) -> float:
+    """X's score in the game where Y was shown first."""
+    return 1.0 - yx.p_first if yx.p_first is not None else _LABEL_SCORE[_LABEL_Y_FIRST[yx.verdict]]
+
+
+def match_games(match: Match) -> list[float]:
+    """X's score in each game of a match (``games`` mode): one per order that has a verdict, X-first order first.
+
+    A match built without its judgments (an import that carries only a score) is one game with that score.
+
+    >>> from evalsuite.records import Judgment
+    >>> j = lambda a, b, v: Judgment("j", "t", "h", "q1", 1, a, b, "", v)
+    >>> m = build_matches([j("x", "y", "A"), j("y", "x", "A")], {"q1": "math"}, "games")[0]
+    >>> match_games(m)
+    [1.0, 0.0]
+    """
+    games = []
+    if match.xy is not None and match.xy.verdict != "error":
+        games.append(_game_x_first(_parsed(match.xy)))
+    if match.yx is not None and match.yx.verdict != "error":
+        games.append(_game_y_first(_parsed(match.yx)))
+    if not games and match.xy is None and match.yx is None and match.score is not None:
+        games.append(match.score)
+    return games
 
 
 def _parsed(judgment: Judgment) -> ParsedVerdict:
@@ -104,7 +147,7 @@ def build_matches(
     alphabetically first is X. ``categories`` maps question id to category.
 
     A judgment whose swap is missing becomes ``Match(score=None, error=True)`` with the one judgment attached
-    (``match_error_reason`` then says ``missing``). Matches come back sorted by question, turn, X, Y, judge and
+    (``match_error_reason`` then says ``missing``); in ``games`` mode it is a match of that one game instead. Matches come back sorted by question, turn, X, Y, judge and
     template, so the output does not depend on the order the judgments were stored in.
 
     Raises ``InputError`` for a question with no category or two judgments of the same order (the store must
@@ -143,7 +186,13 @@ def build_matches(
         xy = orders.get((x, y))
         yx = orders.get((y, x))
         if xy is None or yx is None:
-            score, inconsistent, error = None, False, True
+            only = xy or yx
+            if mode == "games" and only is not None and only.verdict != "error":
+                # a game whose twin was never judged still counts as one game
+                score = _game_x_first(_parsed(only)) if xy is not None else _game_y_first(_parsed(only))
+                inconsistent, error = False, False
+            else:
+                score, inconsistent, error = None, False, True
         else:
             score, inconsistent, error = reconcile_swap(_parsed(xy), _parsed(yx), mode)
         matches.append(
@@ -184,7 +233,7 @@ class JudgeHealth:
 
     Shares are None when their denominator is empty.
 
-    - ``consistency``: share of non-error matches whose two orders agree.
+    - ``consistency``: share of matches judged in both orders (both with a verdict) whose two orders agree.
     - ``first_position_win_share``: share of decisive (A or B) non-error judgments that picked the first-shown
       answer; 0.5 is unbiased.
     - ``tie_share``: share of non-error judgments that are ties.
@@ -210,12 +259,15 @@ def _share(part: int, whole: int) -> float | None:
 def judge_health(matches: Sequence[Match]) -> JudgeHealth:
     """Judge-health figures for ``matches`` (see ``JudgeHealth``)."""
     n_judgments = n_errors = n_ties = n_decisive = n_first_wins = 0
-    n_error_matches = n_inconsistent = 0
+    n_error_matches = n_inconsistent = n_both_orders = 0
     for m in matches:
         if m.error:
             n_error_matches += 1
-        elif m.inconsistent:
-            n_inconsistent += 1
+        elif m.xy is not None and m.yx is not None and "error" not in (m.xy.verdict, m.yx.verdict):
+            # consistency needs both orders' verdicts: a games-mode match of one game, or an imported score with no
+            # judgments attached, says nothing about it
+            n_both_orders += 1
+            n_inconsistent += m.inconsistent
         for j in (m.xy, m.yx):
             if j is None:
                 continue
@@ -227,9 +279,8 @@ def judge_health(matches: Sequence[Match]) -> JudgeHealth:
             else:
                 n_decisive += 1
                 n_first_wins += j.verdict == "A"
-    n_ok_matches = len(matches) - n_error_matches
     n_ok_judgments = n_judgments - n_errors
-    consistency = _share(n_ok_matches - n_inconsistent, n_ok_matches)
+    consistency = _share(n_both_orders - n_inconsistent, n_both_orders)
     return JudgeHealth(
         n_judgments=n_judgments,
         n_matches=len(matches),
@@ -241,3 +292,23 @@ def judge_health(matches: Sequence[Match]) -> JudgeHealth:
         n_inconsistent=n_inconsistent,
         n_error_matches=n_error_matches,
     )
+
+
+# (judge, template name, template hash, turn): the unit judge health is reported for.
+HealthKey = tuple[str, str, str, int]
+
+
+def judge_health_by_group(matches: Sequence[Match]) -> list[tuple[HealthKey, JudgeHealth]]:
+    """Judge health per judge x template x turn (DESIGN.md): a judge can be position-biased under one template or on
+    turn 2 only, which a figure pooled over a candidate's matches hides. Sorted by key.
+
+    A match is grouped by the judgment(s) attached to it (both orders share judge, template and turn by
+    construction); a match with no judgment attached (an import carrying only scores) has no health to report.
+    """
+    groups: dict[HealthKey, list[Match]] = {}
+    for m in matches:
+        j = m.xy or m.yx
+        if j is None:
+            continue
+        groups.setdefault((j.judge, j.template, j.template_hash, m.turn), []).append(m)
+    return [(key, judge_health(groups[key])) for key in sorted(groups)]

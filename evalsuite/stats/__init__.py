@@ -2,7 +2,8 @@
 
 - ``cluster_bootstrap`` / ``paired_difference``: win rate (or a paired difference) with a question-clustered
   bootstrap CI (percentile or BCa) and a two-sided bootstrap p-value.
-- ``sign_test``, ``holm``: exact sign test on wins vs losses; Holm-Bonferroni for a family of comparisons.
+- ``sign_test``, ``holm``, ``holm_bounded``: exact sign test on wins vs losses; Holm-Bonferroni for a family of
+  comparisons (``holm_bounded`` carries which p-values are upper bounds, e.g. a bootstrap p below 1/B).
 - ``bradley_terry``: Elo-scale ratings, anchored, with question-clustered bootstrap CIs and ranks.
 - ``length_controlled_win_rate``: win rate predicted at zero answer-length difference.
 - ``agreement``: MT-Bench S1/S2 agreement and Cohen's kappa between two sets of votes.
@@ -16,7 +17,7 @@ from evalsuite.stats._bootstrap import BootstrapResult, cluster_bootstrap, paire
 from evalsuite.stats._bradley_terry import Rating, bradley_terry
 from evalsuite.stats._length import length_controlled_win_rate
 from evalsuite.stats._power import min_detectable_difference
-from evalsuite.stats._tests import holm, sign_test
+from evalsuite.stats._significance import holm, holm_bounded, sign_test
 
 __all__ = [
     "AgreementResult",
@@ -28,6 +29,7 @@ __all__ = [
     "bradley_terry",
     "cluster_bootstrap",
     "holm",
+    "holm_bounded",
     "length_controlled_win_rate",
     "min_detectable_difference",
     "paired_difference",

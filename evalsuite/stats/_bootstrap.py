@@ -32,6 +32,8 @@ class BootstrapResult:
     """A point estimate with its bootstrap confidence interval and two-sided p-value against ``null``.
 
     ``se`` is the standard deviation (ddof=1) of the resampled statistic; ``method`` is "percentile" or "bca".
+    ``p_value_bound``: no resample fell on the far side of the null, so the p-value is only known to be below
+    1 / ``n_resamples``; ``p_value`` then holds that bound (never 0), and reports print it as ``<1/B``.
     """
 
     estimate: float
@@ -41,6 +43,7 @@ class BootstrapResult:
     se: float
     n_resamples: int
     method: str
+    p_value_bound: bool = False
 
 
 def cluster_bootstrap(
@@ -60,8 +63,10 @@ def cluster_bootstrap(
 
     p-value rule: p = min(1, 2 * min(share of resampled W <= null, share of resampled W >= null)), i.e. the share of
     the bootstrap distribution on the far side of ``null``, doubled (DESIGN.md). Resamples exactly at ``null`` count on
-    both sides, which keeps the test conservative for the discrete statistics ties produce; p = 0 means fewer than
-    1 in ``n_resamples``. This is the dual of the percentile interval: the 95% percentile CI excludes ``null`` exactly
+    both sides, which keeps the test conservative for the discrete statistics ties produce. With no resample on the
+    far side the p-value is below 1 / ``n_resamples`` and is returned as that bound with ``p_value_bound`` set (a
+    bootstrap cannot say p = 0; doubling an empty share would). 1/B cannot arise otherwise: an observed share
+    doubles to at least 2/B. This is the dual of the percentile interval: the 95% percentile CI excludes ``null`` exactly
     when p < 0.05 (up to quantile interpolation), so the CI and the test never contradict each other in a report.
 
     BCa: bias correction z0 = Phi^-1(share of resampled W below the estimate, ties counted half — scipy's rule), and
@@ -132,7 +137,9 @@ def _bootstrap(
 
     resampled = _resample_means(sums, sizes, n_resamples, seed)
     se = float(resampled.std(ddof=1)) if n_resamples > 1 else 0.0
-    p_value = float(min(1.0, 2.0 * min(np.mean(resampled <= null), np.mean(resampled >= null))))
+    far_side = min(np.count_nonzero(resampled <= null), np.count_nonzero(resampled >= null))
+    p_value_bound = far_side == 0
+    p_value = 1.0 / n_resamples if p_value_bound else float(min(1.0, 2.0 * far_side / n_resamples))
 
     if np.ptp(resampled) == 0.0:
         # No spread: every quantile is the same value; BCa's z0 would be infinite.
@@ -152,6 +159,7 @@ def _bootstrap(
         se=se,
         n_resamples=n_resamples,
         method=method,
+        p_value_bound=p_value_bound,
     )
 
 

@@ -1,4 +1,5 @@
-"""Classical tests beside the bootstrap: the exact sign test on wins vs losses and Holm-Bonferroni adjustment."""
+"""Significance beside the bootstrap: the exact sign test on wins vs losses, and Holm-Bonferroni adjustment of a family
+of p-values (including p-values that are only known as an upper bound, such as a bootstrap p below 1/B)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,37 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     adjusted = np.empty(m)
     adjusted[order] = stepped
     return adjusted
+
+
+def holm_bounded(p_values: Sequence[float], bounds: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """Holm-adjusted p-values, and which of them are upper bounds rather than values.
+
+    ``bounds[i]`` says p_values[i] is only known to be at most its value (a bootstrap p with no resample on the far
+    side is stored as 1/B). Holm is monotone in every raw p, so an adjusted value computed from a bound is a bound
+    too: it is marked when the running maximum that produced it came from a bounded term (or the cap at 1 did not
+    apply and a bounded term tied it). A value capped at 1 is exact.
+
+    >>> adjusted, bound = holm_bounded([0.0001, 0.2], [True, False])
+    >>> [round(float(a), 6) for a in adjusted], bound.tolist()
+    ([0.0002, 0.2], [True, False])
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    b = np.asarray(bounds, dtype=bool)
+    if b.shape != p.shape:
+        raise ValueError(f"bounds must give one flag per p-value; got {b.size} for {p.size}")
+    adjusted = holm(p)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    terms = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    stepped_bound = np.zeros(m, dtype=bool)
+    running, running_bound = -1.0, False
+    for k in range(m):  # m is a family size (a handful of comparisons): a loop is clearer than a vectorised argmax
+        term, term_bound = float(terms[k]), bool(b[order[k]])
+        if term > running:
+            running, running_bound = term, term_bound
+        elif term == running:
+            running_bound = running_bound or term_bound
+        stepped_bound[k] = running_bound and running < 1.0
+    out_bound = np.empty(m, dtype=bool)
+    out_bound[order] = stepped_bound
+    return adjusted, out_bound
