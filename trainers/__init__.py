@@ -2,12 +2,13 @@
 
 A thin layer over TRL and PEFT. It talks to the rest of evalsuite only through checkpoints on disk and their
 manifest (:mod:`evalsuite.manifest`). Importing this package is cheap: torch, transformers, TRL, PEFT and datasets
-load inside :func:`train_variant` and :func:`load_preference_data` only.
+load inside :func:`train` (:func:`train_variant`) and :func:`load_preference_data` only.
 """
 
 from __future__ import annotations
 
 from evalsuite.trainers._data import PreferencePair, load_preference_data, read_preference_pairs
+from evalsuite.trainers._trained import TrainedCheckpoint, train
 from evalsuite.trainers._train import (
     STABLE_METRICS,
     TRL_METRIC_NAMES,
@@ -26,6 +27,7 @@ __all__ = [
     "Flag",
     "PreferencePair",
     "TrainOptions",
+    "TrainedCheckpoint",
     "VariantSpec",
     "get_variant",
     "load_preference_data",
@@ -34,5 +36,6 @@ __all__ = [
     "read_preference_pairs",
     "resolve_betas",
     "train_variant",
+    "train",
     "training_flags",
 ]

@@ -1,7 +1,8 @@
 """Benchmarks: question sets in, ``Question`` records out.
 
 Readers: the bundled sets (``mtb-style``), any JSONL in the project's or FastChat's ``question.jsonl`` shape (same field
-names; FastChat keeps references in a separate ``reference_answer/*.jsonl``, which ``reference_path`` merges), and Hugging
+names; FastChat keeps references in a separate ``reference_answer/*.jsonl``, which ``reference_path`` merges) or in
+Arena-Hard's (``{uid, category, cluster, prompt}``), AlpacaEval's ``model_outputs.json`` (its instructions), and Hugging
 Face datasets through ``datasets`` (for users with network; the same loader reads local dataset files).
 """
 
@@ -38,17 +39,25 @@ def _bundled_root() -> Path:
 
 
 def question_from_record(obj: Mapping[str, Any], *, where: str, reference: Sequence[str] | None = None) -> Question:
-    """One question record (project or FastChat shape) -> Question; InputError names the record and the fix."""
-    missing = [k for k in ("question_id", "turns") if k not in obj]
-    if missing:
+    """One question record -> Question; InputError names the record and the fix.
+
+    Shapes: the project's and FastChat's ``{question_id, category, turns}`` (Arena-Hard v0.1 writes each turn as
+    ``{"content": ...}``), and Arena-Hard v2's ``{uid, category, cluster, prompt}`` (one turn).
+    """
+    qid = obj.get("question_id", obj.get("uid"))
+    turns = obj.get("turns", obj.get("prompt"))
+    if qid is None or turns is None:
+        missing = [k for k, v in (("question_id (or uid)", qid), ("turns (or prompt)", turns)) if v is None]
         raise InputError(
             f"missing field(s) {', '.join(missing)}",
             where=where,
-            fix="each question needs question_id, category and turns (a list of user messages)",
+            fix="each question needs question_id, category and turns (a list of user messages), "
+            "or Arena-Hard's uid, category and prompt",
         )
-    turns = obj["turns"]
     if isinstance(turns, str):
         turns = [turns]
+    if isinstance(turns, list):
+        turns = [t["content"] if isinstance(t, dict) and isinstance(t.get("content"), str) else t for t in turns]
     if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t.strip() for t in turns):
         raise InputError("turns must be a non-empty list of non-empty strings", where=where, fix="fix the turns field")
     ref = obj.get("reference", reference)
@@ -57,7 +66,7 @@ def question_from_record(obj: Mapping[str, Any], *, where: str, reference: Seque
     if ref is not None and not (isinstance(ref, (list, tuple)) and all(isinstance(r, str) for r in ref)):
         raise InputError("reference must be a list of strings", where=where, fix="one reference answer per turn")
     return Question(
-        question_id=str(obj["question_id"]),
+        question_id=str(qid),
         category=str(obj.get("category") or "general"),
         turns=tuple(turns),
         reference=tuple(ref) if ref else None,
@@ -80,11 +89,16 @@ def read_references(path: str | Path) -> dict[str, tuple[str, ...]]:
 
 
 def read_questions(path: str | Path, reference_path: str | Path | None = None) -> list[Question]:
+    """Questions of a JSONL file (project, FastChat or Arena-Hard shape) or of an AlpacaEval ``.json`` list."""
+    if Path(path).suffix.lower() == ".json":
+        from evalsuite.interop.alpaca_eval import read_alpaca_eval_questions
+
+        return read_alpaca_eval_questions(path)
     refs = read_references(reference_path) if reference_path else {}
     questions: list[Question] = []
     seen: set[str] = set()
     for lineno, obj in iter_jsonl(path):
-        q = question_from_record(obj, where=f"{path}:{lineno}", reference=refs.get(str(obj.get("question_id"))))
+        q = question_from_record(obj, where=f"{path}:{lineno}", reference=refs.get(str(obj.get("question_id", obj.get("uid")))))
         if q.question_id in seen:
             raise InputError(f"line {lineno}: duplicate question_id {q.question_id!r}", where=str(path), fix="make ids unique")
         seen.add(q.question_id)

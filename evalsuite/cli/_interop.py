@@ -1,4 +1,4 @@
-"""``export``, ``import-answers`` and ``import-judgments``: FastChat and AlpacaEval files in and out of a run."""
+"""``export``, ``import-answers`` and ``import-judgments``: wiring over :mod:`evalsuite.interop`."""
 
 from __future__ import annotations
 
@@ -11,50 +11,31 @@ from evalsuite.errors import InputError
 
 @click.command("export")
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False, exists=True))
-@click.option("--format", "fmt", type=click.Choice(["fastchat"]), default="fastchat", show_default=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write model_answer/ and model_judgment/ into.")
+@click.option("--format", "fmt", type=click.Choice(["fastchat", "alpaca-eval"]), default="fastchat", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write into (fastchat: model_answer/ and model_judgment/; alpaca-eval: <model>/model_outputs.json).")
 def export_cmd(run_dir: str, fmt: str, out: str) -> None:
-    """Write a run's answers and judgments in FastChat llm_judge's schemas."""
-    import json
+    """Write a run's answers (and judgments) in FastChat llm_judge's or AlpacaEval's formats."""
+    from evalsuite.interop.export import export_run
 
-    from evalsuite.interop.fastchat import pair_records, write_fastchat_answers
-    from evalsuite.judge._calls import rendered_user_prompt
-    from evalsuite.store import RunStore
-
-    out_dir = Path(out)
-    with RunStore(run_dir) as store:
-        answers = {model: store.answers(model) for model in store.models()}
-        questions = store.questions()
-        for model, by_question in answers.items():
-            n = write_fastchat_answers(by_question.values(), out_dir / "model_answer" / f"{model}.jsonl")
-            click.echo(f"model_answer/{model}.jsonl: {n} answers", err=True)
-        for judge in store.judges():
-            pairwise = store.judgments(judge)
-            if not pairwise:
-                continue  # a judge that only graded single answers has no pair file
-            recs = pair_records(pairwise, lambda j: rendered_user_prompt(j, questions, answers))
-            p = out_dir / "model_judgment" / f"{judge.replace('/', '_')}_pair.jsonl"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
-            click.echo(f"model_judgment/{p.name}: {len(recs)} pair records", err=True)
+    for f in export_run(run_dir, out, fmt):
+        click.echo(f"{f.path}: {f.records} {f.what}", err=True)
 
 
 @click.command("import-answers")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--model", help="Name to store the answers under (default: each file's model_id).")
+@click.option("--model", help="Name to store the answers under (default: the model named in each file).")
+@click.option("--format", "fmt", type=click.Choice(["fastchat", "arena-hard", "alpaca-eval"]),
+              help="The files' format (default: told from the first record).")
 @click.option("--run-dir", default="runs/default", show_default=True, type=click.Path(file_okay=False))
-def import_answers_cmd(files: tuple[str, ...], model: str | None, run_dir: str) -> None:
-    """Bring FastChat model_answer files into a run, to judge answers you already have without regenerating them."""
-    from evalsuite.interop.fastchat import read_fastchat_answers
-    from evalsuite.store import RunStore
+def import_answers_cmd(files: tuple[str, ...], model: str | None, fmt: str | None, run_dir: str) -> None:
+    """Bring answer files into a run (FastChat model_answer, Arena-Hard model_answer, AlpacaEval model_outputs.json),
+    to judge answers you already have without regenerating them."""
+    from evalsuite.interop.answers import import_answers
 
-    if model and len(files) > 1:
-        raise InputError("--model renames one file's answers; several files were given", fix="import one file per --model")
-    batches = [read_fastchat_answers(f, model) for f in files]  # read everything before writing anything
-    with RunStore(run_dir) as store:
-        for f, answers in zip(files, batches):
-            store.put_answers(answers)
-            click.echo(f"{f}: {len(answers)} answers stored as {sorted({a.model for a in answers})} in {store.path}", err=True)
+    for batch in import_answers(files, run_dir, model=model, fmt=fmt):
+        click.echo(f"{batch.path}: read as {batch.format}; {len(batch.answers)} answers stored as {batch.models} in {run_dir}",
+                   err=True)
 
 
 @click.command("import-judgments")

@@ -100,6 +100,8 @@ def agreement_cmd(file1: str, file2: str | None, judges1: str | None, judges2: s
     if not v1 or (v2 is not None and not v2):
         raise InputError("no votes left after the judge filters", fix="check --judges1/--judges2 against the judge names in the files")
     res = agreement(v1, v2)
+    if res.same_set:
+        click.echo(f"both sides are the same {len(v1)} votes: one set against itself (distinct pairs of votes only)")
     click.echo(f"{'turn':>5} {'setup':>5} {'agree':>7} {'total':>7} {'ratio':>7}")
     for r in res.rows:
         turn = "all" if r.turn is None else str(r.turn)

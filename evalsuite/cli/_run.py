@@ -44,33 +44,32 @@ def judging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def judging_overrides(mode: str | None, pairs: str | None, template: str | None) -> list[str]:
-    extra = []
+def judging_flags(config: Config, mode: str | None, pairs: str | None, template: str | None) -> Config:
+    """The config with the judging flags that were given applied (flags win over the project file)."""
+    judging = config.judging
     if mode:
-        extra.append(f'judging.mode="{mode}"')
+        judging = replace(judging, mode=mode)
     if pairs:
-        extra.append(f'judging.pairs="{pairs}"')
+        judging = replace(judging, pairs=pairs)
     if template:
-        extra.append(f"judging.template={_toml_str(template)}")
-    return extra
+        judging = replace(judging, template=template)
+    return replace(config, judging=judging)
 
 
 def build_config(config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
-                 limit: int | None, categories: str | None, overrides: Sequence[str], extra: Sequence[str] = ()) -> Config:
-    sets = list(overrides) + list(extra)
+                 limit: int | None, categories: str | None, overrides: Sequence[str]) -> Config:
+    """``evalsuite.toml`` with ``--set`` overrides, then the benchmark flags applied to the typed config."""
+    config = load_config(config_path, overrides, run_dir=run_dir)
+    bench = config.bench
     if bench_name:
-        sets.append(f'bench.name="{bench_name}"')
+        bench = replace(bench, name=bench_name, path=None, hf_dataset=None)
     if bench_path:
-        sets += [f"bench.path={_toml_str(bench_path)}"]
+        bench = replace(bench, path=bench_path, hf_dataset=None)
     if limit is not None:
-        sets.append(f"bench.limit={limit}")
+        bench = replace(bench, limit=limit)
     if categories:
-        sets.append(f"bench.categories={_toml_str(categories)}")
-    return load_config(config_path, sets, run_dir=run_dir)
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        bench = replace(bench, categories=tuple(c.strip() for c in categories.split(",") if c.strip()))
+    return replace(config, bench=bench)
 
 
 def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
@@ -100,8 +99,8 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     from evalsuite.config import resolve_models
     from evalsuite.report.results import StatsOptions
 
-    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides,
-                          judging_overrides(mode, pairs, template))
+    config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
+                           mode, pairs, template)
     if seed is not None:
         config = replace(config, seed=seed)
     base = resolve_models(config, [baseline])
@@ -189,8 +188,8 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
     from evalsuite.config import ModelSpec
     from evalsuite.report.results import StatsOptions
 
-    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides,
-                          judging_overrides(mode, pairs, template))
+    config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
+                           mode, pairs, template)
     if seed is not None:
         config = replace(config, seed=seed)
     specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
@@ -213,34 +212,14 @@ def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | N
               limit: int | None, categories: str | None, overrides: tuple[str, ...], template: str | None, retry_errors: bool,
               resamples: int, seed: int | None, quiet: bool) -> None:
     """Single-answer grading (MT-Bench's score mode): generate what is missing, grade every answer 1-10, write grades.json."""
-    import json
-
-    from evalsuite.bench import load_benchmark
     from evalsuite.config import resolve_models
-    from evalsuite.generate import generate_all
-    from evalsuite.judge._calls import run_grade
-    from evalsuite.report.grades import grade_summary
-    from evalsuite.report.results import StatsOptions
-    from evalsuite.store import RunStore
+    from evalsuite.grade import grade
 
     config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
-    specs = resolve_models(config, models)
-    questions = load_benchmark(config.bench)
-    with RunStore(config.run_dir) as store:
-        store.put_questions(questions)
-        generate_all(specs, questions, store, progress=progress_factory(quiet))
-        names = [s.name for s in specs]
-        s = run_grade(config.judge, names, questions, store, template=template, progress=progress_factory(quiet),
-                      retry_errors=retry_errors)
-        ids = {q.question_id for q in questions}
-        grades = [g for g in store.judgments(s.judge, grades=True) if g.question_id in ids]
-    rows = grade_summary(grades, {q.question_id: q.category for q in questions}, names,
-                         StatsOptions(n_resamples=resamples, seed=config.seed if seed is None else seed))
-    out = {"judge": s.judge, "benchmark": config.bench.path or config.bench.name, "n_questions": len(questions), "models": rows}
-    path = config.run_dir / "grades.json"
-    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    outcome = grade(config, resolve_models(config, models), progress=progress_factory(quiet), template=template,
+                    retry_errors=retry_errors, n_resamples=resamples, seed=seed)
     click.echo(f"{'model':<20} {'score':>6} {'95% CI':>15} {'turn 1':>7} {'turn 2':>7} {'n':>5} {'errors':>6}")
-    for r in rows:
+    for r in outcome.rows:
         if r["score"] is None:
             click.echo(f"{r['model']:<20} {'-':>6} {'-':>15} {'-':>7} {'-':>7} {r['n']:>5} {r['errors']:>6}")
             continue
@@ -248,4 +227,5 @@ def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | N
         t1, t2 = r["by_turn"].get("1"), r["by_turn"].get("2")
         click.echo(f"{r['model']:<20} {r['score']:>6.2f} {ci:>15} {t1 if t1 is not None else '-':>7} {t2 if t2 is not None else '-':>7} "
                    f"{r['n']:>5} {r['errors']:>6}")
-    click.echo(f"grade {s.judge}: {s.requested} calls, {s.cached} cached, {s.errors} errors; wrote {path}", err=True)
+    s = outcome.judging
+    click.echo(f"grade {s.judge}: {s.requested} calls, {s.cached} cached, {s.errors} errors; wrote {outcome.path}", err=True)

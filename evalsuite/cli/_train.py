@@ -92,7 +92,7 @@ def train_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from evalsuite.trainers._train import train_variant
+    from evalsuite.trainers import train
 
     options = TrainOptions(
         lr=lr,
@@ -112,7 +112,7 @@ def train_cmd(
         simpo_gamma=simpo_gamma,
         bf16=bf16,
     )
-    entries = train_variant(
+    trained = train(
         variant,
         model=model,
         data=data,
@@ -124,31 +124,26 @@ def train_cmd(
         progress=not quiet,
         split=split,
     )
-    if not entries:  # a non-main process of a distributed launch
+    if not trained:  # a non-main process of a distributed launch
         return
     console = Console()
     table = Table(title=f"Trained -> {manifest or out_dir / 'manifest.json'}", title_justify="left")
     for name in ("checkpoint", "kind", "steps", "final loss", "final margin", "health"):
         table.add_column(name, justify="right" if name in ("steps", "final loss", "final margin") else "left")
-    from evalsuite.trainers._train import read_metrics
-
-    for entry in entries:
-        last = read_metrics(entry.metrics)[-1] if entry.metrics else {}
-        kind = "LoRA adapter" if entry.adapter else "merged" if entry.extra.get("lora_merged") else "full weights"
-        health = Text(f"{len(entry.flags)} flag(s)", style="bold yellow") if entry.flags else Text("ok", style="green")
-        loss, margin = last.get("loss"), last.get("margin")
+    for t in trained:
+        health = Text(f"{len(t.flags)} flag(s)", style="bold yellow") if t.flags else Text("ok", style="green")
         table.add_row(
-            entry.name,
-            kind,
-            str(entry.extra.get("steps", "")),
-            "" if loss is None else f"{loss:.4f}",
-            "" if margin is None else f"{margin:.3f}",
+            t.name,
+            t.kind,
+            "" if t.steps is None else str(t.steps),
+            "" if t.final_loss is None else f"{t.final_loss:.4f}",
+            "" if t.final_margin is None else f"{t.final_margin:.3f}",
             health,
         )
     console.print(table)
-    for entry in entries:
-        for flag in entry.flags:
-            console.print(Text.assemble((f"{entry.name} ", "bold"), (f"[{flag['code']}] ", "yellow"), flag["message"]))
+    for t in trained:
+        for flag in t.flags:
+            console.print(Text.assemble((f"{t.name} ", "bold"), (f"[{flag['code']}] ", "yellow"), flag["message"]))
             console.print(Text(f"    fix: {flag['fix']}", style="dim"))
 
 

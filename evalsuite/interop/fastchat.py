@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from evalsuite.bench import iter_jsonl
+from evalsuite.jsonl import iter_jsonl
 from evalsuite.errors import InputError
 from evalsuite.records import Answer, Judgment, Verdict
 
@@ -35,12 +35,15 @@ def read_fastchat_answers(path: str | Path, model: str | None = None) -> list[An
             raise InputError(
                 "expected question_id and choices[0].turns", where=where, fix="use FastChat's model_answer format"
             ) from None
+        if isinstance(turns, list):  # Arena-Hard v0.1 writes each turn as {"content": ..., "token_len": ...}
+            turns = [t["content"] if isinstance(t, dict) and isinstance(t.get("content"), str) else t for t in turns]
         if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
             raise InputError("choices[0].turns must be a list of strings", where=where, fix="one reply per user turn")
         name = model or obj.get("model_id")
         if not name:
             raise InputError("no model_id in the record", where=where, fix="pass --model NAME")
-        out.append(Answer(model=str(name), question_id=qid, turns=tuple(turns), backend="import", settings={"source": str(path)}))
+        out.append(Answer(model=str(name), question_id=qid, turns=tuple(turns), backend="import",
+                          settings={"source": str(path), "format": "fastchat"}))
     if not out:
         raise InputError("no answers", where=str(path), fix="the file has no records")
     return out

@@ -15,6 +15,7 @@ Cohen's kappa is computed over the S1 comparisons with labels {first model by na
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -56,10 +57,19 @@ class AgreementResult:
     rows: list[AgreementRow]
     kappa: float
     n_groups: int
+    same_set: bool = False  # both sides were the same votes, compared as one set against itself
 
 
 def agreement(votes_1: Sequence[Vote], votes_2: Sequence[Vote] | None = None) -> AgreementResult:
-    """Agreement of ``votes_1`` with ``votes_2`` (or of ``votes_1`` with itself when ``votes_2`` is None)."""
+    """Agreement of ``votes_1`` with ``votes_2`` (or of ``votes_1`` with itself when ``votes_2`` is None).
+
+    When ``votes_2`` holds exactly the votes of ``votes_1`` (the same file and judge filter on both sides), it is
+    one set against itself: distinct pairs of votes only, never a vote with itself (which would always agree and
+    inflate the ratio); ``same_set`` says so.
+    """
+    same_set = votes_2 is not None and Counter(votes_1) == Counter(votes_2)
+    if same_set:
+        votes_2 = None
     # counts[turn] = [S1 agree, S1 total, S2 agree, S2 total]
     counts: dict[int, list[int]] = {}
     confusion = np.zeros((3, 3), dtype=np.int64)
@@ -80,7 +90,7 @@ def agreement(votes_1: Sequence[Vote], votes_2: Sequence[Vote] | None = None) ->
         rows.extend(_rows(turn, counts[turn]))
     overall = [sum(c[k] for c in counts.values()) for k in range(4)]
     rows.extend(_rows(None, overall))
-    return AgreementResult(rows=rows, kappa=_cohen_kappa(confusion), n_groups=len(compared_groups))
+    return AgreementResult(rows=rows, kappa=_cohen_kappa(confusion), n_groups=len(compared_groups), same_set=same_set)
 
 
 def _rows(turn: int | None, c: Sequence[int]) -> list[AgreementRow]:
