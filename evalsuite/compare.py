@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -18,7 +17,21 @@ from evalsuite.judge._calls import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
 from evalsuite.records import Answer, Match, Question
-from evalsuite.report.results import StatsOptions, build_results, distinct_bigrams, orient_to
+from evalsuite.report.results import (
+    Benchmark,
+    GenerationRecord,
+    JudgingRecord,
+    Results,
+    RunInfo,
+    StatsOptions,
+    TokenUsage,
+    TrainingFlag,
+    Usage,
+    build_results,
+    distinct_bigrams,
+    orient_to,
+    write_results,
+)
 from evalsuite.store import RunStore
 
 ProgressFactory = Callable[[str, int], Any]
@@ -29,7 +42,7 @@ LEADERBOARD_FILE = "leaderboard.md"
 
 @dataclass(frozen=True)
 class CompareOutcome:
-    results: dict[str, Any]
+    results: Results
     generation: list[GenerationSummary]
     judging: JudgeSummary | None
     results_path: Path
@@ -61,7 +74,7 @@ def collect_matches(
     return build_matches(judgments, categories, mode, orient_to(baseline, candidates))  # type: ignore[arg-type]
 
 
-def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) -> dict[str, Any]:
+def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) -> Usage:
     def cost(spec: ModelSpec, p: int, c: int) -> float | None:
         if spec.price_input is None and spec.price_output is None:
             return None
@@ -70,9 +83,9 @@ def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) ->
     models = {}
     for name, (p, c) in store.usage_by_model().items():
         if name in specs:
-            models[name] = {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost(specs[name], p, c)}
+            models[name] = TokenUsage(p, c, cost(specs[name], p, c))
     p, c = store.judge_usage().get(judge_label(judge), (0, 0))
-    return {"models": models, "judge": {"prompt_tokens": p, "completion_tokens": c, "cost_usd": cost(judge, p, c)}}
+    return Usage(models, TokenUsage(p, c, cost(judge, p, c)))
 
 
 def compute_results(
@@ -84,7 +97,7 @@ def compute_results(
     *,
     stats_options: StatsOptions,
     judge_name: str | None = None,
-) -> dict[str, Any]:
+) -> Results:
     judge = judge_name or judge_label(config.judge)
     cand_names = [c.name for c in candidates]
     matches = collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode)
@@ -93,39 +106,35 @@ def compute_results(
     lengths = answer_lengths(answers)
     templates = sorted({(m.xy or m.yx).template + ":" + (m.xy or m.yx).template_hash for m in matches if (m.xy or m.yx)})
     specs = {s.name: s for s in (baseline, *candidates)}
-    meta = {
-        "evalsuite_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "run_dir": str(store.run_dir),
-        "benchmark": {
-            "name": config.bench.path or config.bench.hf_dataset or config.bench.name,
-            "n_questions": len(questions),
-            "categories": sorted({q.category for q in questions}),
-            "question_ids": [q.question_id for q in questions],
-        },
-        "judge": judge,
-        "templates": templates,
-        "mode": config.judging.mode,
-        "pairs": config.judging.pairs,
-        "training": {s.name: s.extra.get("flags", []) for s in candidates if s.extra.get("flags")},
-        "usage": _usage(store, specs, config.judge),
-    }
+    info = RunInfo(
+        evalsuite_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        run_dir=str(store.run_dir),
+        benchmark=Benchmark(
+            name=config.bench.path or config.bench.hf_dataset or config.bench.name,
+            n_questions=len(questions),
+            categories=tuple(sorted({q.category for q in questions})),
+            question_ids=tuple(q.question_id for q in questions),
+        ),
+        judge=judge,
+        templates=tuple(templates),
+        mode=config.judging.mode,
+        pairs=config.judging.pairs,
+        training={s.name: tuple(TrainingFlag.from_json(f) for f in s.extra["flags"]) for s in candidates if s.extra.get("flags")},
+        usage=_usage(store, specs, config.judge),
+    )
     diversity = {m: distinct_bigrams([t for a in by_q.values() for t in a.turns]) for m, by_q in answers.items()}
-    results = build_results(
-        matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, meta=meta,
+    return build_results(
+        matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, info=info,
         diversity=diversity,
     )
-    return results
 
 
-def write_outputs(results: Mapping[str, Any], run_dir: Path) -> tuple[Path, Path]:
+def write_outputs(results: Results, run_dir: Path) -> tuple[Path, Path]:
+    """Write ``results.json`` (atomically) and ``leaderboard.md`` into the run directory."""
     from evalsuite.report.markdown import render_markdown
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rp = run_dir / RESULTS_FILE
-    tmp = rp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(rp)
+    rp = write_results(results, run_dir / RESULTS_FILE)
     lp = run_dir / LEADERBOARD_FILE
     lp.write_text(render_markdown(results), encoding="utf-8")
     return rp, lp
@@ -165,10 +174,12 @@ def run_compare(
         results = compute_results(
             store, config, questions, baseline, candidates, stats_options=stats_options or StatsOptions(seed=config.seed)
         )
-        if note:
-            results["note"] = note
-        results["generation"] = [g.__dict__ for g in gen]
-        results["judging"] = summary.__dict__
+        results = replace(results, info=replace(
+            results.info,
+            note=note or results.info.note,
+            generation=tuple(GenerationRecord.from_json(asdict(g)) for g in gen),
+            judging=JudgingRecord.from_json(asdict(summary)),
+        ))
         rp, lp = write_outputs(results, config.run_dir)
     finally:
         store.close()

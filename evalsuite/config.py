@@ -58,7 +58,7 @@ _BENCH_FIELDS = frozenset(BenchSpec.__dataclass_fields__)
 @dataclass(frozen=True)
 class JudgingOptions:
     template: str | None = None  # a template name or file; None: picked per category and turn
-    mode: str = "strict"  # swap reconciliation: strict | average
+    mode: str = "strict"  # swap reconciliation: strict | average | games
     pairs: str = "baseline"  # baseline: each candidate vs the baseline; all: every pair of models too
 
 
@@ -145,8 +145,8 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         judging = JudgingOptions(**judging_raw)
     except TypeError as exc:
         raise InputError(f"bad [judging] key: {exc}", where=where, fix=f"use {sorted(judging_keys)}") from None
-    if judging.mode not in ("strict", "average"):
-        raise InputError(f"judge.mode {judging.mode!r}", where=where, fix="use strict or average")
+    if judging.mode not in ("strict", "average", "games"):
+        raise InputError(f"judge.mode {judging.mode!r}", where=where, fix="use strict, average or games")
     if judging.pairs not in ("baseline", "all"):
         raise InputError(f"judge.pairs {judging.pairs!r}", where=where, fix="use baseline or all")
 

@@ -12,7 +12,9 @@ from conftest import run_cli
 from evalsuite.errors import InputError
 from evalsuite.records import Match
 from evalsuite.report.gate import GateOptions, run_gate
-from evalsuite.report.results import StatsOptions, build_results
+from evalsuite.report.results import Results, StatsOptions, build_results, load_results
+
+DATA = Path(__file__).parent / "data" / "results"
 
 
 def _matches(scores_by_model: dict[str, np.ndarray]) -> list[Match]:
@@ -23,7 +25,7 @@ def _matches(scores_by_model: dict[str, np.ndarray]) -> list[Match]:
     return out
 
 
-def _results(scores_by_model: dict[str, np.ndarray], seed: int = 0, n_resamples: int = 2000) -> dict:
+def _results(scores_by_model: dict[str, np.ndarray], seed: int = 0, n_resamples: int = 2000) -> Results:
     return build_results(_matches(scores_by_model), baseline="sft", candidates=list(scores_by_model), lengths={},
                          options=StatsOptions(n_resamples=n_resamples, bt_rounds=50, seed=seed))
 
@@ -90,7 +92,7 @@ def test_fair_coin_judge_passes_the_lower_bound_gate_about_2_5_percent_of_the_ti
 def test_cli_exit_codes_and_step_summary(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps(_results({"dpo": STRONG, "simpo": WEAK})))
+    (run / "results.json").write_text(_results({"dpo": STRONG, "simpo": WEAK}).dumps())
     summary = tmp_path / "summary.md"
     ok = run_cli("gate", "--run-dir", str(run), "--baseline", "sft", "--candidate", "dpo", cwd=tmp_path, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert ok.returncode == 0 and ok.stdout.startswith("PASS dpo")
@@ -99,7 +101,7 @@ def test_cli_exit_codes_and_step_summary(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "FAIL simpo" in bad.stdout
     missing = run_cli("gate", "--run-dir", str(tmp_path / "nope"), "--baseline", "sft", "--candidate", "dpo", cwd=tmp_path)
     assert missing.returncode == 2 and "no results file" in missing.stderr
-    (tmp_path / "old.json").write_text(json.dumps(_results({"dpo": STRONG})))
+    (tmp_path / "old.json").write_text(_results({"dpo": STRONG}).dumps())
     against = run_cli("gate", "--run-dir", str(run), "--baseline", "sft", "--candidate", "dpo", "--against", str(tmp_path / "old.json"), cwd=tmp_path)
     assert against.returncode == 0 and "no significant drop" in against.stdout
 
@@ -107,7 +109,7 @@ def test_cli_exit_codes_and_step_summary(tmp_path: Path) -> None:
 def test_report_formats(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps(_results({"dpo-b0.1": STRONG, "dpo-b0.5": EVEN})))
+    (run / "results.json").write_text(_results({"dpo-b0.1": STRONG, "dpo-b0.5": EVEN}).dumps())
     md = run_cli("report", "--run-dir", str(run), cwd=tmp_path)
     assert md.returncode == 0
     assert "| Rank | Model | Win rate" in md.stdout and "## Beta sweeps" in md.stdout and "best beta 0.1" in md.stdout
@@ -124,6 +126,23 @@ def test_diagnosis_ties_the_outcome_to_training_causes() -> None:
     assert distinct_bigrams(["a b c", "a b c"]) == 0.5 and distinct_bigrams([""]) is None
     res = build_results(_matches({"dpo": WEAK, "simpo": EVEN}), baseline="sft", candidates=["dpo", "simpo"], lengths={},
                         options=StatsOptions(n_resamples=1000, bt_rounds=20), diversity={"sft": 0.9, "dpo": 0.85, "simpo": 0.5})
-    diag = {c["model"]: " ".join(c["diagnosis"]) for c in res["comparisons"]}
+    diag = {c.model: " ".join(c.diagnosis) for c in res.comparisons}
     assert "quality dropped" in diag["dpo"] and "diverse" not in diag["dpo"]
     assert "no measurable effect" in diag["simpo"] and "too many epochs" in diag["simpo"]
+
+
+def test_against_reads_results_written_by_earlier_releases(tmp_path: Path) -> None:
+    """``gate --against`` on files written before typed results: the current release's compare and an older one
+    (no diversity/diagnosis, p-values of 0.0). Same models, same items: no significant drop."""
+    new = load_results(DATA / "compare_ae10c14.json")
+    for old_file in ("compare_ae10c14.json", "compare_1d5c495.json"):
+        checks = run_gate(new, GateOptions("sft", ["dpo"], 0.5, "lower-bound"), load_results(DATA / old_file))
+        assert [c.model for c in checks] == ["dpo-b0.1", "dpo-b0.1", "dpo-b0.5", "dpo-b0.5"]
+        assert "no significant drop" in checks[1].message and "on 24 shared items" in checks[1].message
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text((DATA / "compare_ae10c14.json").read_text())
+    res = run_cli("gate", "--run-dir", str(run), "--baseline", "sft", "--candidate", "dpo-b0.1", "--against",
+                  str(DATA / "compare_1d5c495.json"), "--alpha", "0.1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("PASS dpo-b0.1: win rate 75.0% vs sft, 90% CI") and "no significant drop" in res.stdout

@@ -72,7 +72,7 @@ def make_run(run_dir: Path, *, payload: str = PAYLOAD) -> dict:
         meta={"judge": "judge", "mode": "strict", "benchmark": {"name": "t", "n_questions": 3, "categories": sorted(categories),
                                                               "question_ids": ["q1", "q2", "q3"]}},
     )
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results), encoding="utf-8")
+    (run_dir / RESULTS_FILE).write_text(results.dumps(), encoding="utf-8")
     return results
 
 
@@ -109,13 +109,13 @@ def test_matches_are_those_of_the_results_sorted_for_review_with_stable_unique_l
         data = viewer_data(store, results)
         again = viewer_data(store, results)
     ms = data["matches"]
-    by_c = {c["model"]: c for c in results["comparisons"]}
-    assert len(ms) == sum(c["n"] + c["errors"] for c in by_c.values()) == 12
-    assert sum(m["inconsistent"] for m in ms) == sum(c["inconsistent"] for c in by_c.values()) == 3
+    by_c = {c.model: c for c in results.comparisons}
+    assert len(ms) == sum(c.n + c.errors for c in by_c.values()) == 12
+    assert sum(m["inconsistent"] for m in ms) == sum(c.inconsistent for c in by_c.values()) == 3
     for cand in ("dpo", "simpo"):
         mine = [m for m in ms if m["x"] == cand]
-        assert sum(m["result"] == "loss" for m in mine) == by_c[cand]["losses"]
-        assert sum(m["result"] == "error" for m in mine) == by_c[cand]["errors"]
+        assert sum(m["result"] == "loss" for m in mine) == by_c[cand].losses
+        assert sum(m["result"] == "error" for m in mine) == by_c[cand].errors
     # inconsistent first, then losses, then errors, ties and wins
     ranks = [0 if m["inconsistent"] else {"loss": 1, "error": 2, "tie": 3, "win": 4}[m["result"]] for m in ms]
     assert ranks == sorted(ranks) and ranks[0] == 0 and ranks[-1] == 4
@@ -144,9 +144,9 @@ def test_leaderboard_is_the_markdown_leaderboard_as_html(tmp_path: Path) -> None
     assert lb in page and page.index(lb) < page.index('id="matches"')  # the leaderboard comes first
     md_rows = [line for line in md.splitlines() if line.startswith("|") and not line.startswith("| ---") and ":---" not in line]
     assert lb.count("<tr>") == len(md_rows)
-    for c in results["comparisons"]:  # the same figures, formatted by the markdown renderer
-        assert f"<td class=\"right\">{100 * c['win_rate']:.1f}%</td>" in lb
-        assert f"{c['wins']}/{c['ties']}/{c['losses']}" in lb
+    for c in results.comparisons:  # the same figures, formatted by the markdown renderer
+        assert f"<td class=\"right\">{100 * (c.win_rate or 0.0):.1f}%</td>" in lb
+        assert f"{c.wins}/{c.ties}/{c.losses}" in lb
 
 
 def test_plots_are_inline_when_matplotlib_is_installed(tmp_path: Path) -> None:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from evalsuite.errors import InputError
 
+if TYPE_CHECKING:
+    from evalsuite.report.results import Results
 
-def load_results(run_dir: str | Path, *, path: str | Path | None = None) -> dict[str, Any]:
-    """A run's results.json (or the file at ``path``), with a one-line error when it is missing or broken."""
-    path = Path(path) if path is not None else Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise InputError(f"no results file {str(path)!r}", fix="run `evalsuite compare ...` (or import-judgments) first, or pass --run-dir")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"results.json is not valid JSON ({exc.msg})", where=str(path), fix="re-run compare to rewrite it") from None
+
+def load_results(run_dir: str | Path, *, path: str | Path | None = None) -> Results:
+    """A run's results.json (or the file at ``path``) as typed ``Results``; a one-line error when missing or broken."""
+    from evalsuite.report.results import load_results as read_results
+
+    return read_results(Path(path) if path is not None else Path(run_dir) / "results.json")
 
 
 @click.command("report")
@@ -37,7 +35,7 @@ def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
     if fmt == "md":
         click.echo(render_markdown(results), nl=False)
     elif fmt == "json":
-        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+        click.echo(results.dumps(), nl=False)
     else:
         click.echo(results_csv(results), nl=False)
     if plots_dir:

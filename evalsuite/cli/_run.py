@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
 from evalsuite.config import Config, load_config
+
+if TYPE_CHECKING:
+    from evalsuite.report.results import Results
 
 _common_options: list[Callable[[Any], Any]] = [
     click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Project file (default: ./evalsuite.toml)."),
@@ -21,7 +24,8 @@ _common_options: list[Callable[[Any], Any]] = [
 
 
 _judging_options: list[Callable[[Any], Any]] = [
-    click.option("--mode", type=click.Choice(["strict", "average"]), help="Swap reconciliation (default strict, MT-Bench's rule)."),
+    click.option("--mode", type=click.Choice(["strict", "average", "games"]),
+                 help="Swap reconciliation (default strict, MT-Bench's rule; games: each order is one game, Arena-Hard)."),
     click.option("--template", help="Judge template name or file (used for the turn it judges)."),
     click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair."),
     click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors."),
@@ -115,37 +119,51 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
 
 
-def print_summary(results: dict[str, Any]) -> None:
+def print_summary(results: Results) -> None:
+    """The terminal table of a run: win rates vs the baseline (pooled and per turn), then judge health per judge x
+    template x turn, then token usage."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    from evalsuite.report.markdown import format_p
+    from evalsuite.report.results import format_p
 
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    table = Table(title=f"vs {results['baseline']} (judge {results.get('judge')}, {results.get('mode')})")
-    for col in ("model", "n", "W", "T", "L", "err", "incons.", "win rate", "CI", "p (Holm)", "consistency", "1st-pos wins", "ties"):
+    b = results.stats.n_resamples
+    table = Table(title=f"vs {results.baseline} (judge {results.info.judge}, {results.info.mode})")
+    for col in ("model", "n", "W", "T", "L", "err", "incons.", "win rate", "CI", "p (Holm)", "turn 1", "turn 2", "t2-t1 p"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for c in results["comparisons"]:
-        h = c.get("health", {})
+    for c in results.comparisons:
+        t1, t2, d = c.turn(1), c.turn(2), c.turn_difference
         table.add_row(
-            c["model"], str(c["n"]), str(c["wins"]), str(c["ties"]), str(c["losses"]), str(c["errors"]), str(c["inconsistent"]),
-            pct(c.get("win_rate")), f"[{pct(c.get('ci_low'))}, {pct(c.get('ci_high'))}]",
-            format_p(c.get("p_holm")),
-            pct(h.get("consistency")), pct(h.get("first_position_win_share")), pct(h.get("tie_share")),
+            c.model, str(c.n), str(c.wins), str(c.ties), str(c.losses), str(c.errors), str(c.inconsistent),
+            pct(c.win_rate), f"[{pct(c.ci_low)}, {pct(c.ci_high)}]", format_p(c.p_holm, c.p_holm_bound, b),
+            pct(None if t1 is None else t1.win_rate), pct(None if t2 is None else t2.win_rate),
+            "-" if d is None or d.p_value is None else format_p(d.p_value, d.p_value_bound, b),
         )
-    import sys
+    health = Table(title="judge health (per judge, template and turn)")
+    for col in ("judge", "template", "turn", "judgments", "consistency", "1st-pos wins", "ties", "errors"):
+        health.add_column(col, justify="left" if col in ("judge", "template") else "right")
+    for g in results.health_by_group:
+        h = g.health
+        health.add_row(g.judge, g.template, str(g.turn), str(h.n_judgments), pct(h.consistency),
+                       pct(h.first_position_win_share), pct(h.tie_share), pct(h.error_share))
 
     # piped output (CI logs, files) gets a fixed width instead of rich's 80-column fallback
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
-    usage = results.get("usage", {})
+    if results.health_by_group:
+        console.print(health)
+    usage = results.info.usage
     parts = []
-    for name, u in sorted(usage.get("models", {}).items()) + [("judge", usage.get("judge", {}))]:
-        if u.get("prompt_tokens") or u.get("completion_tokens"):
-            cost = f" (${u['cost_usd']:.4f})" if u.get("cost_usd") is not None else ""
-            parts.append(f"{name} {u['prompt_tokens']:,} in / {u['completion_tokens']:,} out{cost}")
+    if usage is not None:
+        for name, u in sorted(usage.models.items()) + [("judge", usage.judge)]:
+            if u.prompt_tokens or u.completion_tokens:
+                cost = f" (${u.cost_usd:.4f})" if u.cost_usd is not None else ""
+                parts.append(f"{name} {u.prompt_tokens:,} in / {u.completion_tokens:,} out{cost}")
     if parts:
         console.print("tokens: " + "; ".join(parts), highlight=False)
 

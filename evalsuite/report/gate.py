@@ -1,15 +1,16 @@
-"""The CI gate: checks on a results document, each with a one-line reason. Pure except for recomputing a CI at a
-non-default alpha from the per-item scores that results.json carries."""
+"""The CI gate: checks on a typed ``Results``, each with a one-line reason. Pure except for recomputing a CI at a
+non-default alpha from the per-item scores that results.json carries. ``--against`` takes an older ``Results``,
+read by ``load_results`` from a file any release wrote."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from evalsuite.errors import InputError
-from evalsuite.report.results import SWEEP_NAME
+from evalsuite.report.results import SWEEP_NAME, Comparison, Results
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ class GateCheck:
     ci_high: float | None = None
 
 
-def _select(results: Mapping[str, Any], names: Sequence[str]) -> list[Mapping[str, Any]]:
-    comps = {c["model"]: c for c in results.get("comparisons", [])}
+def _select(results: Results, names: Sequence[str]) -> list[Comparison]:
+    comps = {c.model: c for c in results.comparisons}
     out = []
     for name in names:
         if name in comps:
@@ -48,39 +49,38 @@ def _select(results: Mapping[str, Any], names: Sequence[str]) -> list[Mapping[st
     return out
 
 
-def _interval(c: Mapping[str, Any], alpha: float, results: Mapping[str, Any]) -> tuple[float, float]:
-    conf = results.get("stats", {}).get("confidence", 0.95)
-    if abs((1 - alpha) - conf) < 1e-12:
-        return c["ci_low"], c["ci_high"]
+def _interval(c: Comparison, alpha: float, results: Results) -> tuple[float, float]:
+    conf = results.stats.confidence
+    if abs((1 - alpha) - conf) < 1e-12 and c.ci_low is not None and c.ci_high is not None:
+        return c.ci_low, c.ci_high
     from evalsuite.stats import cluster_bootstrap
 
-    items = c.get("items") or []
-    if not items:
+    if not c.items:
         raise InputError(
-            f"results.json has no per-item scores for {c['model']} to recompute a {100 * (1 - alpha):g}% CI",
+            f"results.json has no per-item scores for {c.model} to recompute a {100 * (1 - alpha):g}% CI",
             fix=f"use --alpha {1 - conf:g} (the stored CI) or re-run compare to rewrite results.json",
         )
-    scores = np.array([i[2] for i in items], dtype=float)
-    clusters = np.array([i[0] for i in items])
-    st = results.get("stats", {})
-    r = cluster_bootstrap(scores, clusters, n_resamples=st.get("n_resamples", 10_000), confidence=1 - alpha, seed=st.get("seed", 0))
+    scores = np.array([i.score for i in c.items], dtype=float)
+    clusters = np.array([i.question_id for i in c.items])
+    r = cluster_bootstrap(scores, clusters, n_resamples=results.stats.n_resamples, confidence=1 - alpha,
+                          seed=results.stats.seed)
     return r.ci_low, r.ci_high
 
 
-def run_gate(results: Mapping[str, Any], opts: GateOptions, old: Mapping[str, Any] | None = None) -> list[GateCheck]:
-    if results.get("baseline") != opts.baseline:
+def run_gate(results: Results, opts: GateOptions, old: Results | None = None) -> list[GateCheck]:
+    if results.baseline != opts.baseline:
         raise InputError(
-            f"this run's baseline is {results.get('baseline')!r}, not {opts.baseline!r}",
-            fix=f"pass --baseline {results.get('baseline')} or the run directory that compared with {opts.baseline}",
+            f"this run's baseline is {results.baseline!r}, not {opts.baseline!r}",
+            fix=f"pass --baseline {results.baseline} or the run directory that compared with {opts.baseline}",
         )
     if not 0 < opts.alpha < 1:
         raise InputError(f"--alpha {opts.alpha} is not in (0, 1)", fix="e.g. --alpha 0.05")
     level = f"{100 * (1 - opts.alpha):g}% CI"
     checks: list[GateCheck] = []
     for c in _select(results, opts.candidates):
-        name, wr = c["model"], c.get("win_rate")
+        name, wr = c.model, c.win_rate
         if wr is None:
-            checks.append(GateCheck(name, False, f"{name}: no judged matches vs {opts.baseline} ({c.get('errors', 0)} errors)"))
+            checks.append(GateCheck(name, False, f"{name}: no judged matches vs {opts.baseline} ({c.errors} errors)"))
             continue
         lo, hi = _interval(c, opts.alpha, results)
         t = opts.min_win_rate
@@ -100,22 +100,21 @@ def run_gate(results: Mapping[str, Any], opts: GateOptions, old: Mapping[str, An
     return checks
 
 
-def _against(c: Mapping[str, Any], old: Mapping[str, Any], opts: GateOptions) -> GateCheck:
+def _against(c: Comparison, old: Results, opts: GateOptions) -> GateCheck:
     from evalsuite.stats import paired_difference
 
-    name = c["model"]
-    prev = next((o for o in old.get("comparisons", []) if o["model"] == name and o.get("baseline") == opts.baseline), None)
-    if prev is None or not prev.get("items"):
+    name = c.model
+    prev = next((o for o in old.comparisons if o.model == name and o.baseline == opts.baseline), None)
+    if prev is None or not prev.items:
         return GateCheck(name, False, f"{name}: the older results have no per-item scores for {name} vs {opts.baseline} to compare with")
-    new_items = {(i[0], i[1]): i[2] for i in c.get("items", [])}
-    old_items = {(i[0], i[1]): i[2] for i in prev["items"]}
+    new_items = {(i.question_id, i.turn): i.score for i in c.items}
+    old_items = {(i.question_id, i.turn): i.score for i in prev.items}
     keys = sorted(set(new_items) & set(old_items))
     if not keys:
         return GateCheck(name, False, f"{name}: no questions in common with the older run")
-    st = old.get("stats", {})
     d = paired_difference(
         np.array([new_items[k] for k in keys]), np.array([old_items[k] for k in keys]), np.array([k[0] for k in keys]),
-        confidence=1 - opts.alpha, n_resamples=st.get("n_resamples", 10_000), seed=st.get("seed", 0),
+        confidence=1 - opts.alpha, n_resamples=old.stats.n_resamples, seed=old.stats.seed,
     )
     dropped = d.ci_high < 0
     msg = (

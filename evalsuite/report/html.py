@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from evalsuite.errors import InputError
 from evalsuite.judge.swap import build_matches, match_error_reason
 from evalsuite.records import Judgment, Match
-from evalsuite.report.results import orient_to
+from evalsuite.report.results import Results, orient_to
 from evalsuite.store import DB_NAME, RunStore
 
 __all__ = [
@@ -132,20 +132,20 @@ def _sort_rank(m: ViewerMatch) -> int:
     return _RANK["inconsistent"] if m.inconsistent else _RANK[m.result]
 
 
-def viewer_data(store: RunStore, results: Mapping[str, Any]) -> dict[str, Any]:
+def viewer_data(store: RunStore, results: Results) -> dict[str, Any]:
     """Everything the page shows besides the leaderboard, as JSON-ready records.
 
     Matches are built from the store's judgments by the judge, reconciliation mode, questions and models named in
     ``results`` (the same pairing and orientation the results were computed from), then sorted: inconsistent
     first, then losses, errors, ties and wins; within a rank by benchmark order, turn and candidate.
     """
-    baseline: str = results["baseline"]
-    candidates: list[str] = list(results.get("candidates", []))
-    judge: str | None = results.get("judge")
-    mode: str = results.get("mode", "strict")
+    baseline: str = results.baseline
+    candidates: list[str] = list(results.candidates)
+    judge: str | None = results.info.judge
+    mode: str = results.info.mode
     models = {baseline, *candidates}
     all_questions = store.questions()
-    wanted = results.get("benchmark", {}).get("question_ids")
+    wanted = results.info.benchmark.question_ids
     order = [q for q in wanted if q in all_questions] if wanted else sorted(all_questions)
     questions = {qid: all_questions[qid] for qid in order}
     judgments = [
@@ -279,7 +279,7 @@ def leaderboard_html(markdown: str) -> str:
     return "\n".join(blocks)
 
 
-def _plot_images(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _plot_images(results: Results) -> list[tuple[str, str]]:
     """(name, base64 PNG) of the report's plots; empty when matplotlib is not installed."""
     try:
         import matplotlib  # noqa: F401
@@ -535,7 +535,7 @@ both answers, both orders' judge outputs and the reconciled result; each has a s
 """
 
 
-def build_viewer(results: Mapping[str, Any], data: Mapping[str, Any], *, plots: bool = True) -> str:
+def build_viewer(results: Results, data: Mapping[str, Any], *, plots: bool = True) -> str:
     """The page: the leaderboard of ``results`` (plots inline when ``plots`` and matplotlib allow), then the
     matches of ``data`` (from ``viewer_data``)."""
     from evalsuite.report.markdown import render_markdown
@@ -555,7 +555,7 @@ def build_viewer(results: Mapping[str, Any], data: Mapping[str, Any], *, plots: 
     )
     return _PAGE.format(
         csp=_CSP,
-        title=html.escape(f"evalsuite viewer: candidates vs {results['baseline']}"),
+        title=html.escape(f"evalsuite viewer: candidates vs {results.baseline}"),
         css=_CSS,
         leaderboard=leaderboard_html(render_markdown(results)),
         plots=plots_html,
@@ -565,7 +565,7 @@ def build_viewer(results: Mapping[str, Any], data: Mapping[str, Any], *, plots: 
     )
 
 
-def write_viewer(run_dir: str | Path, results: Mapping[str, Any], out: str | Path | None = None, *,
+def write_viewer(run_dir: str | Path, results: Results, out: str | Path | None = None, *,
                  plots: bool = True) -> Path:
     """Write the viewer of the run in ``run_dir`` (default ``run_dir/viewer.html``, atomically); returns its path."""
     run_dir = Path(run_dir)

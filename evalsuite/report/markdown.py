@@ -1,31 +1,32 @@
-"""The markdown leaderboard (GitHub-flavoured), rendered from a ``results.json`` document alone."""
+"""The markdown leaderboard (GitHub-flavoured), rendered from a typed ``Results`` alone."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
+
+from evalsuite.report.results import Comparison, Results, format_p
+
+__all__ = ["format_p", "render_markdown"]
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def format_p(x: float | None) -> str:
-    if x is None:
-        return "–"
-    return "<0.001" if x < 0.001 else f"{x:.3f}"
-
-
 def _num(x: float | None, nd: int = 0) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
 
-def _mark(c: Mapping[str, Any], alpha: float) -> str:
-    p = c.get("p_holm")
-    if p is None or c.get("win_rate") is None:
+def _pts(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}"
+
+
+def _mark(c: Comparison, alpha: float) -> str:
+    if c.p_holm is None or c.win_rate is None:
         return ""
-    if p >= alpha:
+    if c.p_holm >= alpha:
         return "·"  # not significant
-    return "▲" if c["win_rate"] > 0.5 else "▼"
+    return "▲" if c.win_rate > 0.5 else "▼"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
@@ -38,137 +39,182 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
     ]
 
 
-def render_markdown(results: Mapping[str, Any]) -> str:
-    alpha = results.get("stats", {}).get("alpha", 0.05)
-    conf = results.get("stats", {}).get("confidence", 0.95)
-    baseline = results["baseline"]
-    comps = results.get("comparisons", [])
-    ratings = {r["model"]: r for r in results.get("ratings", [])}
-    training = results.get("training", {})
+_MODE_NOTE = {
+    "games": "each order is one game (Bradley-Terry fits the games; a win rate is the mean over a pair's games)",
+}
+
+
+def render_markdown(results: Results) -> str:
+    st = results.stats
+    alpha, conf, b = st.alpha, st.confidence, st.n_resamples
+    info = results.info
+    baseline = results.baseline
+    comps = results.comparisons
+    training = info.training
     lines: list[str] = [f"# Leaderboard: candidates vs `{baseline}`", ""]
-    if results.get("note"):
-        lines += [f"> **Note.** {results['note']}", ""]
-    bench = results.get("benchmark", {})
+    if info.note:
+        lines += [f"> **Note.** {info.note}", ""]
+    bench = info.benchmark
+    mode = info.mode
     lines.append(
-        f"Judge `{results.get('judge', '?')}` compared each candidate with `{baseline}` on "
-        f"{bench.get('n_questions', '?')} questions of `{bench.get('name', '?')}`, both turns, both answer orders "
-        f"(`{results.get('mode', 'strict')}` reconciliation). Win rate counts ties as half; CI = {int(conf * 100)}% "
-        f"question-clustered bootstrap ({results.get('stats', {}).get('n_resamples', '?')} resamples); "
-        f"p = bootstrap test of win rate = 50%, Holm-adjusted over the {len(comps)} comparisons. "
+        f"Judge `{info.judge or '?'}` compared each candidate with `{baseline}` on "
+        f"{bench.n_questions if bench.n_questions is not None else '?'} questions of `{bench.name or '?'}`, both turns, "
+        f"both answer orders (`{mode}` reconciliation{': ' + _MODE_NOTE[mode] if mode in _MODE_NOTE else ''}). "
+        f"Win rate counts ties as half; CI = {int(conf * 100)}% question-clustered bootstrap ({b} resamples); "
+        f"p = bootstrap test of win rate = 50%, Holm-adjusted over the {len(comps)} comparisons "
+        f"(`<{1 / b:.2g}`: no resample on the far side). "
         f"▲/▼ significantly better/worse at α = {alpha}, · not significant."
     )
     lines.append("")
 
-    order = sorted(comps, key=lambda c: -1 if c.get("win_rate") is None else c["win_rate"], reverse=True)
+    order = sorted(comps, key=lambda c: -1 if c.win_rate is None else c.win_rate, reverse=True)
+    external = any(c.external_se is not None for c in comps)  # an import that publishes its own standard error
     rows = []
     for c in order:
-        r = ratings.get(c["model"], {})
-        flags = training.get(c["model"], [])
+        r = results.rating(c.model)
+        flags = training.get(c.model, ())
         rows.append(
             [
-                str(r.get("rank", "–")),
-                f"`{c['model']}`" + (" ⚠" if flags else ""),
-                _pct(c.get("win_rate")),
-                f"[{_pct(c.get('ci_low'))}, {_pct(c.get('ci_high'))}]",
-                f"{c['wins']}/{c['ties']}/{c['losses']}",
-                format_p(c.get("p_holm")),
+                "–" if r is None or r.rank is None else str(r.rank),
+                f"`{c.model}`" + (" ⚠" if flags else ""),
+                _pct(c.win_rate),
+                f"[{_pct(c.ci_low)}, {_pct(c.ci_high)}]",
+                *([f"± {_pct(c.external_se)}" if c.external_se is not None else "–"] if external else []),
+                f"{c.wins}/{c.ties}/{c.losses}",
+                format_p(c.p_holm, c.p_holm_bound, b),
                 _mark(c, alpha),
-                _num(r.get("rating")),
-                f"[{_num(r.get('ci_low'))}, {_num(r.get('ci_high'))}]" if r else "–",
-                _pct(c.get("lc_win_rate")),
-                _num(c.get("avg_length")),
-                str(c.get("errors", 0)),
-                str(c.get("inconsistent", 0)),
+                _num(None if r is None else r.rating),
+                "–" if r is None else f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
+                _pct(c.lc_win_rate),
+                _num(c.avg_length),
+                str(c.errors),
+                str(c.inconsistent),
             ]
         )
-    b = ratings.get(baseline, {})
+    rb = results.rating(baseline)
     rows.append(
-        [str(b.get("rank", "–")), f"`{baseline}` (baseline)", "50.0%", "–", "–", "–", "", _num(b.get("rating", 1000.0)), "–", "–",
-         _num(comps[0].get("avg_length_baseline")) if comps else "–", "–", "–"]
+        ["–" if rb is None or rb.rank is None else str(rb.rank), f"`{baseline}` (baseline)", "50.0%", "–",
+         *(["–"] if external else []), "–", "–", "",
+         _num(1000.0 if rb is None else rb.rating), "–", "–", _num(comps[0].avg_length_baseline) if comps else "–", "–", "–"]
     )
     lines += _table(
-        ["Rank", "Model", "Win rate", "CI", "W/T/L", "p (Holm)", "", "BT rating", "BT CI", "LC win rate", "Avg len", "Errors", "Inconsistent"],
+        ["Rank", "Model", "Win rate", "CI", *(["Source SE"] if external else []), "W/T/L", "p (Holm)", "", "BT rating",
+         "BT CI", "LC win rate", "Avg len", "Errors", "Inconsistent"],
         rows,
-        "llrrrrlrrrrrr",
+        "llrr" + ("r" if external else "") + "rrlrrrrrr",
     )
     lines.append("")
+    if external:
+        lines += ["Source SE: the imported file's own standard error of the win rate (e.g. AlpacaEval's SE of the mean "
+                  "preference), to check the import against the published leaderboard; CI: our question-clustered "
+                  "bootstrap.", ""]
 
-    sweeps = results.get("sweeps", [])
-    if sweeps:
+    turned = [c for c in comps if c.per_turn]
+    turns = sorted({t.turn for c in turned for t in c.per_turn})
+    if turned:
+        lines += ["## Win rate by turn", "",
+                  f"Each turn on its own ({int(conf * 100)}% bootstrap CI over questions, one item per question); "
+                  "turn 2 − turn 1: paired bootstrap over the questions scored on both turns, two-sided p against no "
+                  "difference (not Holm-adjusted). Preference optimisation can help one turn and hurt the other.", ""]
+        trows = []
+        for c in turned:
+            row = [f"`{c.model}`"]
+            for turn in turns:
+                t = c.turn(turn)
+                row.append("–" if t is None else f"{_pct(t.win_rate)} [{_pct(t.ci_low)}, {_pct(t.ci_high)}]")
+            d = c.turn_difference
+            if d is None or d.diff is None:
+                row += ["–", "–"]
+            else:
+                row += [f"{_pts(d.diff)} pts [{_pts(d.ci_low)}, {_pts(d.ci_high)}]", format_p(d.p_value, d.p_value_bound, b)]
+            trows.append(row)
+        lines += _table(["Model", *(f"Turn {t}" for t in turns), "Turn 2 − turn 1", "p"], trows)
+        lines.append("")
+
+    if results.sweeps:
         lines += ["## Beta sweeps", ""]
-        for s in sweeps:
-            lines.append(f"**{s['variant']}** — best beta {s['best_beta']:g} (`{s['best']}`): " + (
-                "significantly better than every other beta." if s["best_significant"] else
+        for s in results.sweeps:
+            lines.append(f"**{s.variant}** — best beta {s.best_beta:g} (`{s.best}`): " + (
+                "significantly better than every other beta." if s.best_significant else
                 "not significantly better than every other beta (paired bootstrap, Holm within the variant)."
             ))
             lines.append("")
-            vs = {o["model"]: o for o in s.get("vs_others", [])}
+            vs = {o.model: o for o in s.vs_others}
             srows = []
-            for r in s["rows"]:
-                o = vs.get(r["model"])
+            for sr in s.rows:
+                o = vs.get(sr.model)
                 srows.append([
-                    f"{r['beta']:g}", f"`{r['model']}`" + (" ★" if r["model"] == s["best"] else ""), _pct(r["win_rate"]),
-                    f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", format_p(r.get("p_holm")),
-                    "–" if o is None else f"{100 * o['diff']:+.1f} pts", "–" if o is None else format_p(o.get("p_holm")),
+                    f"{sr.beta:g}", f"`{sr.model}`" + (" ★" if sr.model == s.best else ""), _pct(sr.win_rate),
+                    f"[{_pct(sr.ci_low)}, {_pct(sr.ci_high)}]", format_p(sr.p_holm, sr.p_holm_bound, b),
+                    "–" if o is None else f"{_pts(o.diff)} pts", "–" if o is None else format_p(o.p_holm, o.p_holm_bound, b),
                 ])
             lines += _table(["Beta", "Model", "Win rate", "CI", "p vs 50% (Holm)", "Best minus this", "p (Holm, in sweep)"], srows, "rlrrrrr")
             lines.append("")
 
-    pairs = [p for p in results.get("variant_pairs", []) if p.get("diff") is not None]
+    pairs = [p for p in results.variant_pairs if p.diff is not None]
     if pairs:
         lines += ["## Variant vs variant", "", "Difference of win rates against the same baseline on the same questions (paired question-clustered bootstrap); direct win rate where the two were judged head to head.", ""]
         prow = []
         for p in pairs:
-            d = p.get("direct")
+            d = p.direct
             prow.append([
-                f"`{p['model_1']}` − `{p['model_2']}`", f"{100 * p['diff']:+.1f} pts",
-                f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]", format_p(p.get("p_value")), format_p(p.get("p_holm")),
-                "–" if not d else f"{_pct(d.get('win_rate'))} ({d['wins']}/{d['ties']}/{d['losses']})",
+                f"`{p.model_1}` − `{p.model_2}`", f"{_pts(p.diff)} pts",
+                f"[{_pts(p.ci_low)}, {_pts(p.ci_high)}]", format_p(p.p_value, p.p_value_bound, b),
+                format_p(p.p_holm, p.p_holm_bound, b),
+                "–" if not d else f"{_pct(d.win_rate)} ({d.wins}/{d.ties}/{d.losses})",
             ])
         lines += _table(["Comparison", "Difference", "CI", "p", "p (Holm)", "Direct win rate of the first (W/T/L)"], prow, "lrrrrr")
         lines.append("")
 
     lines += ["## Judge health", ""]
     hrows = []
-    for label, h in [(f"`{c['model']}` vs `{baseline}`", c.get("health", {})) for c in comps] + [("all matches", results.get("health", {}))]:
+    groups = [(f"`{g.judge}`", f"`{g.template}`", str(g.turn), g.health) for g in results.health_by_group]
+    if not groups:  # a file written before health was reported per judge x template x turn
+        groups = [(f"`{info.judge or '?'}`", f"all (`{c.model}` vs `{baseline}`)", "all", c.health) for c in comps]
+    for judge, template, turn, h in groups + [("all", "all", "all", results.health)]:
         hrows.append([
-            label, str(h.get("n_judgments", 0)), _pct(h.get("consistency")), _pct(h.get("first_position_win_share")),
-            _pct(h.get("tie_share")), _pct(h.get("error_share")),
+            judge, template, turn, str(h.n_judgments), _pct(h.consistency), _pct(h.first_position_win_share),
+            _pct(h.tie_share), _pct(h.error_share),
         ])
-    lines += _table(["Matches", "Judgments", "Position consistency", "First-position win share", "Tie share", "Error share"], hrows)
-    lines += ["", "Position consistency: share of matches whose two orders agree. First-position win share: share of decisive judgments that picked the answer shown first (50% = no position bias).", ""]
+    lines += _table(["Judge", "Template", "Turn", "Judgments", "Position consistency", "First-position win share",
+                     "Tie share", "Error share"], hrows, "lllrrrrr")
+    lines += ["", "Per judge, template and turn (a judge can be biased under one template or on one turn only). "
+              "Position consistency: share of matches judged in both orders whose two orders agree. First-position "
+              "win share: share of decisive judgments that picked the answer shown first (50% = no position bias).", ""]
 
-    cats = sorted({cat for c in comps for cat in c.get("per_category", {})})
+    cats = sorted({cat for c in comps for cat in c.per_category})
     if cats:
         lines += ["## Win rate by category", ""]
-        crows = [[f"`{c['model']}`"] + [_pct(c.get("per_category", {}).get(cat, {}).get("win_rate")) for cat in cats] for c in comps]
+        crows = []
+        for c in comps:
+            crows.append([f"`{c.model}`"] + [_pct(c.per_category[cat].win_rate) if cat in c.per_category else "–" for cat in cats])
         lines += _table(["Model", *cats], crows)
         lines.append("")
 
-    diagnosed = [c for c in comps if c.get("diagnosis")]
+    diagnosed = [c for c in comps if c.diagnosis]
     if diagnosed:
         lines += ["## Diagnosis", "", "What the outcome suggests about each checkpoint's training (hints, not verdicts).", ""]
-        drows = [[f"`{c['model']}`", _pct(c.get("win_rate")), _num(c.get("diversity"), 2), "; ".join(c["diagnosis"])] for c in diagnosed]
+        drows = [[f"`{c.model}`", _pct(c.win_rate), _num(c.diversity, 2), "; ".join(c.diagnosis)] for c in diagnosed]
         lines += _table(["Model", "Win rate", "Distinct-2", "Likely cause"], drows, "lrrl")
         lines.append("")
 
     if training:
         lines += ["## Training health", ""]
-        trows = [[f"`{m}`", f["code"], f["message"], f["fix"]] for m, fl in training.items() for f in fl]
+        trows = [[f"`{m}`", f.code, f.message, f.fix] for m, fl in training.items() for f in fl]
         lines += _table(["Checkpoint", "Flag", "What was seen", "Likely fix"], trows, "llll")
         lines.append("")
 
-    usage = results.get("usage", {})
-    judge_cost = usage.get("judge", {}).get("cost_usd")
+    usage = info.usage
+    judge_usage = usage.judge if usage is not None else None
     lines += [
         "---",
         "",
-        f"Judge `{results.get('judge')}`; templates {', '.join(f'`{t}`' for t in results.get('templates', [])) or '–'}; "
-        f"benchmark `{bench.get('name')}` ({bench.get('n_questions')} questions: {', '.join(bench.get('categories', []))}); "
-        f"seed {results.get('stats', {}).get('seed', 0)}; BT rounds {results.get('stats', {}).get('bt_rounds')}; "
-        f"judge tokens {usage.get('judge', {}).get('prompt_tokens', 0)} in / {usage.get('judge', {}).get('completion_tokens', 0)} out"
-        + (f" (${judge_cost:.4f})" if judge_cost is not None else "")
-        + f"; evalsuite {results.get('evalsuite_version')}; {results.get('created', '')}.",
+        f"Judge `{info.judge}`; templates {', '.join(f'`{t}`' for t in info.templates) or '–'}; "
+        f"benchmark `{bench.name}` ({bench.n_questions} questions: {', '.join(bench.categories)}); "
+        f"seed {st.seed}; BT rounds {st.bt_rounds}; "
+        f"judge tokens {judge_usage.prompt_tokens if judge_usage else 0} in / {judge_usage.completion_tokens if judge_usage else 0} out"
+        + (f" (${judge_usage.cost_usd:.4f})" if judge_usage is not None and judge_usage.cost_usd is not None else "")
+        + f"; evalsuite {info.evalsuite_version}; {info.created or ''}.",
         "",
     ]
     return "\n".join(lines)

@@ -1,33 +1,741 @@
-"""Results: matches in, the ``results.json`` document out (pure; the report and the gate read only this and the store).
+"""The results contract: what ``results.json`` holds, as typed records, and how it is computed from matches.
 
-Per candidate vs the baseline: counts, win rate, question-clustered bootstrap CIs (percentile and BCa), bootstrap
-and sign-test p-values, Holm over the family, length-controlled win rate, per-category win rates and judge health.
-Across candidates: paired differences (variant vs variant), direct head-to-head win rates when judged, Bradley-Terry
-ratings, and beta-sweep tables.
+This module owns the document every reader of a run's outcome uses (markdown, CSV, plots, the gate, the terminal
+table, the Python API). Nothing outside it looks up a results field by string key:
+
+- ``Results`` and its parts (``Comparison``, ``TurnResult``, ``TurnDifference``, ``VariantPair``, ``Rating``,
+  ``Sweep``, ``Health``, ``HealthGroup``, ``RunInfo``, ...) are frozen dataclasses with ``to_json()`` /
+  ``from_json()``. ``from_json`` reads every results.json this project has written (fields added since get their
+  defaults; keys it does not know are kept in ``extra`` and written back), ``load_results(path)`` reads a file.
+- ``build_results``: matches in, a ``Results`` out (pure). Per candidate vs the baseline: counts, win rate,
+  question-clustered bootstrap CIs (percentile and BCa), bootstrap and sign-test p-values, Holm over the family,
+  length-controlled win rate, per-category and per-turn win rates (with a paired test of turn 2 minus turn 1).
+  Across candidates: paired differences (variant vs variant), direct head-to-head win rates when judged,
+  Bradley-Terry ratings (on games in ``games`` mode), beta-sweep tables, and judge health per judge x template x turn.
+
+p-values: a bootstrap p with no resample on the far side is stored as its bound 1/B with ``*_bound = True`` (the
+number stays numeric); ``format_p`` prints it as ``<0.0001`` for B = 10,000. Files written before that stored 0.0,
+which reads as a bound too.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from evalsuite.judge.swap import judge_health
+from evalsuite.errors import InputError
+from evalsuite.judge.swap import JudgeHealth, judge_health, judge_health_by_group, match_games
 from evalsuite.records import Match
 
 SWEEP_NAME = re.compile(r"^(?P<variant>.+)-b(?P<beta>\d+(?:\.\d+)?(?:e-?\d+)?)$")
 
+Json = dict[str, Any]
+
+
+# --- reading helpers ------------------------------------------------------------------------------------------------
+
+
+def _opt_float(d: Mapping[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return None if v is None else float(v)
+
+
+def _int(d: Mapping[str, Any], key: str, default: int = 0) -> int:
+    v = d.get(key)
+    return default if v is None else int(v)
+
+
+def _extra(d: Mapping[str, Any], known: Sequence[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in known}
+
+
+def _p_bound(d: Mapping[str, Any], key: str) -> bool:
+    """Whether the p-value under ``key`` is an upper bound: flagged, or 0.0 as written before bounds were stored."""
+    if f"{key}_bound" in d:
+        return bool(d[f"{key}_bound"])
+    return d.get(key) == 0.0
+
+
+def format_p(p: float | None, bound: bool = False, n_resamples: int | None = None) -> str:
+    """A p-value for people: ``<0.0001`` for a bound (never ``0``), ``<0.001`` below 0.001, else three decimals.
+
+    >>> format_p(0.0001, bound=True), format_p(0.0, bound=True, n_resamples=2000), format_p(0.0004), format_p(0.0312)
+    ('<0.0001', '<0.0005', '<0.001', '0.031')
+    """
+    if p is None:
+        return "–"
+    if bound:
+        # a bound of 0.0 comes from a file written before bounds were stored: the resolution was 1/B
+        limit = p if p > 0 else (1.0 / n_resamples if n_resamples else 0.0)
+        return f"<{limit:.2g}" if limit > 0 else "<1/B"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# --- the records ----------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StatsOptions:
+    """The statistics settings a results document was computed with (its ``stats`` block)."""
+
     n_resamples: int = 10_000
     bt_rounds: int = 1_000
     confidence: float = 0.95
     alpha: float = 0.05
     seed: int = 0
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> StatsOptions:
+        default = cls()
+        return cls(
+            n_resamples=_int(d, "n_resamples", default.n_resamples),
+            bt_rounds=_int(d, "bt_rounds", default.bt_rounds),
+            confidence=float(d.get("confidence", default.confidence)),
+            alpha=float(d.get("alpha", default.alpha)),
+            seed=_int(d, "seed", default.seed),
+        )
+
+
+@dataclass(frozen=True)
+class Health:
+    """Judge health over a set of matches (see ``evalsuite.judge.swap.JudgeHealth`` for each figure's rule)."""
+
+    n_judgments: int = 0
+    n_matches: int = 0
+    consistency: float | None = None
+    first_position_win_share: float | None = None
+    tie_share: float | None = None
+    error_share: float | None = None
+    n_errors: int = 0
+    n_inconsistent: int = 0
+    n_error_matches: int = 0
+
+    @classmethod
+    def of(cls, health: JudgeHealth) -> Health:
+        return cls(**asdict(health))
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Health:
+        return cls(
+            n_judgments=_int(d, "n_judgments"),
+            n_matches=_int(d, "n_matches"),
+            consistency=_opt_float(d, "consistency"),
+            first_position_win_share=_opt_float(d, "first_position_win_share"),
+            tie_share=_opt_float(d, "tie_share"),
+            error_share=_opt_float(d, "error_share"),
+            n_errors=_int(d, "n_errors"),
+            n_inconsistent=_int(d, "n_inconsistent"),
+            n_error_matches=_int(d, "n_error_matches"),
+        )
+
+
+@dataclass(frozen=True)
+class HealthGroup:
+    """Judge health of one judge under one template on one turn (DESIGN.md: health per judge x template x turn)."""
+
+    judge: str
+    template: str
+    template_hash: str
+    turn: int
+    health: Health
+
+    def to_json(self) -> Json:
+        return {"judge": self.judge, "template": self.template, "template_hash": self.template_hash, "turn": self.turn,
+                **self.health.to_json()}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> HealthGroup:
+        return cls(str(d.get("judge", "")), str(d.get("template", "")), str(d.get("template_hash", "")),
+                   _int(d, "turn"), Health.from_json(d))
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    """Win rate on one category's items."""
+
+    n: int
+    win_rate: float | None
+
+    def to_json(self) -> Json:
+        return {"n": self.n, "win_rate": self.win_rate}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CategoryResult:
+        return cls(_int(d, "n"), _opt_float(d, "win_rate"))
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """Win rate on one turn's items, with a bootstrap CI over questions (one item per question on a turn) and the
+    bootstrap p-value against 50%."""
+
+    turn: int
+    n: int
+    wins: int
+    ties: int
+    losses: int
+    win_rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_value_bound: bool = False
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TurnResult:
+        return cls(
+            turn=_int(d, "turn"), n=_int(d, "n"), wins=_int(d, "wins"), ties=_int(d, "ties"), losses=_int(d, "losses"),
+            win_rate=_opt_float(d, "win_rate"), ci_low=_opt_float(d, "ci_low"), ci_high=_opt_float(d, "ci_high"),
+            p_value=_opt_float(d, "p_value"), p_value_bound=_p_bound(d, "p_value"),
+        )
+
+
+@dataclass(frozen=True)
+class TurnDifference:
+    """Turn 2 win rate minus turn 1 win rate on the questions scored on both turns (paired bootstrap over
+    questions), with its two-sided p-value against no difference."""
+
+    n_questions: int
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_value_bound: bool = False
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TurnDifference:
+        return cls(_int(d, "n_questions"), _opt_float(d, "diff"), _opt_float(d, "ci_low"), _opt_float(d, "ci_high"),
+                   _opt_float(d, "p_value"), _p_bound(d, "p_value"))
+
+
+@dataclass(frozen=True)
+class Item:
+    """One scored (question, turn) of a comparison, kept so a later run can be gated against this one."""
+
+    question_id: str
+    turn: int
+    score: float
+
+    def to_json(self) -> list[Any]:
+        return [self.question_id, self.turn, self.score]
+
+    @classmethod
+    def from_json(cls, row: Sequence[Any]) -> Item:
+        return cls(str(row[0]), int(row[1]), float(row[2]))
+
+
+_COMPARISON_KEYS = (
+    "model", "baseline", "n", "wins", "ties", "losses", "errors", "inconsistent", "win_rate", "ci_low", "ci_high",
+    "ci_bca_low", "ci_bca_high", "se", "p_bootstrap", "p_bootstrap_bound", "p_sign", "lc_win_rate", "avg_length",
+    "avg_length_baseline", "external_se", "n_questions", "per_category", "per_turn", "turn_difference", "health", "items", "p_holm",
+    "p_holm_bound", "p_sign_holm", "significant", "diversity", "diagnosis",
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One candidate against the baseline."""
+
+    model: str
+    baseline: str
+    n: int = 0
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+    errors: int = 0
+    inconsistent: int = 0
+    win_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_bca_low: float | None = None
+    ci_bca_high: float | None = None
+    se: float | None = None
+    p_bootstrap: float | None = None
+    p_bootstrap_bound: bool = False
+    p_sign: float | None = None
+    lc_win_rate: float | None = None
+    avg_length: float | None = None
+    avg_length_baseline: float | None = None
+    # the source's own standard error of the win rate, for imports that publish one (AlpacaEval: SE of the mean
+    # preference), shown beside the clustered CI so an import can be checked against the published leaderboard
+    external_se: float | None = None
+    n_questions: int | None = None
+    per_category: Mapping[str, CategoryResult] = field(default_factory=dict)
+    per_turn: tuple[TurnResult, ...] = ()
+    turn_difference: TurnDifference | None = None
+    health: Health = field(default_factory=Health)
+    items: tuple[Item, ...] = ()
+    p_holm: float | None = None
+    p_holm_bound: bool = False
+    p_sign_holm: float | None = None
+    significant: bool = False
+    diversity: float | None = None
+    diagnosis: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def turn(self, turn: int) -> TurnResult | None:
+        return next((t for t in self.per_turn if t.turn == turn), None)
+
+    def to_json(self) -> Json:
+        out: Json = {
+            "model": self.model, "baseline": self.baseline, "n": self.n, "wins": self.wins, "ties": self.ties,
+            "losses": self.losses, "errors": self.errors, "inconsistent": self.inconsistent, "win_rate": self.win_rate,
+            "ci_low": self.ci_low, "ci_high": self.ci_high, "ci_bca_low": self.ci_bca_low, "ci_bca_high": self.ci_bca_high,
+            "se": self.se, "p_bootstrap": self.p_bootstrap, "p_bootstrap_bound": self.p_bootstrap_bound,
+            "p_sign": self.p_sign, "lc_win_rate": self.lc_win_rate, "avg_length": self.avg_length,
+            "avg_length_baseline": self.avg_length_baseline, "external_se": self.external_se,
+            "n_questions": self.n_questions,
+            "per_category": {k: v.to_json() for k, v in self.per_category.items()},
+            "per_turn": [t.to_json() for t in self.per_turn],
+            "turn_difference": None if self.turn_difference is None else self.turn_difference.to_json(),
+            "health": self.health.to_json(), "items": [i.to_json() for i in self.items], "p_holm": self.p_holm,
+            "p_holm_bound": self.p_holm_bound, "p_sign_holm": self.p_sign_holm, "significant": self.significant,
+            "diversity": self.diversity, "diagnosis": list(self.diagnosis),
+        }
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Comparison:
+        td = d.get("turn_difference")
+        return cls(
+            model=str(d["model"]), baseline=str(d.get("baseline", "")), n=_int(d, "n"), wins=_int(d, "wins"),
+            ties=_int(d, "ties"), losses=_int(d, "losses"), errors=_int(d, "errors"), inconsistent=_int(d, "inconsistent"),
+            win_rate=_opt_float(d, "win_rate"), ci_low=_opt_float(d, "ci_low"), ci_high=_opt_float(d, "ci_high"),
+            ci_bca_low=_opt_float(d, "ci_bca_low"), ci_bca_high=_opt_float(d, "ci_bca_high"), se=_opt_float(d, "se"),
+            p_bootstrap=_opt_float(d, "p_bootstrap"), p_bootstrap_bound=_p_bound(d, "p_bootstrap"),
+            p_sign=_opt_float(d, "p_sign"), lc_win_rate=_opt_float(d, "lc_win_rate"),
+            avg_length=_opt_float(d, "avg_length"), avg_length_baseline=_opt_float(d, "avg_length_baseline"),
+            external_se=_opt_float(d, "external_se"),
+            n_questions=None if d.get("n_questions") is None else int(d["n_questions"]),
+            per_category={str(k): CategoryResult.from_json(v) for k, v in (d.get("per_category") or {}).items()},
+            per_turn=tuple(TurnResult.from_json(t) for t in d.get("per_turn") or []),
+            turn_difference=None if td is None else TurnDifference.from_json(td),
+            health=Health.from_json(d.get("health") or {}),
+            items=tuple(Item.from_json(i) for i in d.get("items") or []),
+            p_holm=_opt_float(d, "p_holm"), p_holm_bound=_p_bound(d, "p_holm"), p_sign_holm=_opt_float(d, "p_sign_holm"),
+            significant=bool(d.get("significant", False)), diversity=_opt_float(d, "diversity"),
+            diagnosis=tuple(str(x) for x in d.get("diagnosis") or []),
+            extra=_extra(d, _COMPARISON_KEYS),
+        )
+
+
+@dataclass(frozen=True)
+class DirectResult:
+    """Two candidates judged head to head: counts and the first-named candidate's win rate."""
+
+    n: int
+    wins: int
+    ties: int
+    losses: int
+    errors: int
+    inconsistent: int
+    win_rate: float | None
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DirectResult:
+        return cls(_int(d, "n"), _int(d, "wins"), _int(d, "ties"), _int(d, "losses"), _int(d, "errors"),
+                   _int(d, "inconsistent"), _opt_float(d, "win_rate"))
+
+
+@dataclass(frozen=True)
+class VariantPair:
+    """Variant vs variant: W(model_1) - W(model_2) against the same baseline on the same items (paired bootstrap)."""
+
+    model_1: str
+    model_2: str
+    n: int = 0
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_value_bound: bool = False
+    p_holm: float | None = None
+    p_holm_bound: bool = False
+    direct: DirectResult | None = None
+
+    def to_json(self) -> Json:
+        out: Json = {k: v for k, v in asdict(self).items() if k != "direct"}
+        if self.direct is not None:
+            out["direct"] = self.direct.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> VariantPair:
+        direct = d.get("direct")
+        return cls(
+            model_1=str(d["model_1"]), model_2=str(d["model_2"]), n=_int(d, "n"), diff=_opt_float(d, "diff"),
+            ci_low=_opt_float(d, "ci_low"), ci_high=_opt_float(d, "ci_high"), p_value=_opt_float(d, "p_value"),
+            p_value_bound=_p_bound(d, "p_value"), p_holm=_opt_float(d, "p_holm"), p_holm_bound=_p_bound(d, "p_holm"),
+            direct=None if direct is None else DirectResult.from_json(direct),
+        )
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A Bradley-Terry rating (Elo scale, the baseline anchored at 1000) with its bootstrap CI and rank."""
+
+    model: str
+    rating: float | None
+    ci_low: float | None
+    ci_high: float | None
+    rank: int | None
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Rating:
+        return cls(str(d["model"]), _opt_float(d, "rating"), _opt_float(d, "ci_low"), _opt_float(d, "ci_high"),
+                   None if d.get("rank") is None else int(d["rank"]))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One beta of a variant: its win rate vs the baseline."""
+
+    model: str
+    beta: float
+    win_rate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_holm: float | None
+    p_holm_bound: bool = False
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SweepRow:
+        return cls(str(d["model"]), float(d["beta"]), _opt_float(d, "win_rate"), _opt_float(d, "ci_low"),
+                   _opt_float(d, "ci_high"), _opt_float(d, "p_holm"), _p_bound(d, "p_holm"))
+
+
+@dataclass(frozen=True)
+class SweepOther:
+    """The best beta minus another beta of the same variant (paired bootstrap, Holm within the variant)."""
+
+    model: str
+    beta: float
+    diff: float | None
+    p_value: float | None
+    p_value_bound: bool = False
+    p_holm: float | None = None
+    p_holm_bound: bool = False
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SweepOther:
+        return cls(str(d["model"]), float(d["beta"]), _opt_float(d, "diff"), _opt_float(d, "p_value"),
+                   _p_bound(d, "p_value"), _opt_float(d, "p_holm"), _p_bound(d, "p_holm"))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The betas of one variant (``<variant>-b<beta>`` candidates), the best one, and whether it beats every other."""
+
+    variant: str
+    rows: tuple[SweepRow, ...]
+    best: str
+    best_beta: float
+    vs_others: tuple[SweepOther, ...] = ()
+    best_significant: bool = False
+
+    def to_json(self) -> Json:
+        return {"variant": self.variant, "rows": [r.to_json() for r in self.rows], "best": self.best,
+                "best_beta": self.best_beta, "vs_others": [o.to_json() for o in self.vs_others],
+                "best_significant": self.best_significant}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Sweep:
+        return cls(str(d["variant"]), tuple(SweepRow.from_json(r) for r in d.get("rows") or []), str(d["best"]),
+                   float(d["best_beta"]), tuple(SweepOther.from_json(o) for o in d.get("vs_others") or []),
+                   bool(d.get("best_significant", False)))
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Which questions the run used."""
+
+    name: str | None = None
+    n_questions: int | None = None
+    categories: tuple[str, ...] = ()
+    question_ids: tuple[str, ...] | None = None
+
+    def to_json(self) -> Json:
+        out: Json = {"name": self.name, "n_questions": self.n_questions, "categories": list(self.categories)}
+        if self.question_ids is not None:
+            out["question_ids"] = list(self.question_ids)
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Benchmark:
+        ids = d.get("question_ids")
+        return cls(None if d.get("name") is None else str(d["name"]),
+                   None if d.get("n_questions") is None else int(d["n_questions"]),
+                   tuple(str(c) for c in d.get("categories") or []), None if ids is None else tuple(str(i) for i in ids))
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TokenUsage:
+        return cls(_int(d, "prompt_tokens"), _int(d, "completion_tokens"), _opt_float(d, "cost_usd"))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens (and cost where prices are configured) per answer model and for the judge."""
+
+    models: Mapping[str, TokenUsage] = field(default_factory=dict)
+    judge: TokenUsage = field(default_factory=TokenUsage)
+
+    def to_json(self) -> Json:
+        return {"models": {k: v.to_json() for k, v in self.models.items()}, "judge": self.judge.to_json()}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Usage:
+        return cls({str(k): TokenUsage.from_json(v) for k, v in (d.get("models") or {}).items()},
+                   TokenUsage.from_json(d.get("judge") or {}))
+
+
+@dataclass(frozen=True)
+class TrainingFlag:
+    """A training-health flag a checkpoint's manifest carries (trainers/health.py)."""
+
+    code: str
+    message: str
+    fix: str
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TrainingFlag:
+        return cls(str(d.get("code", "")), str(d.get("message", "")), str(d.get("fix", "")))
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """What generation did for one model in this run (``evalsuite.generate.GenerationSummary`` as written)."""
+
+    model: str
+    requested: int
+    cached: int
+    errors: int
+    first_error: str | None = None
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> GenerationRecord:
+        first = d.get("first_error")
+        return cls(str(d.get("model", "")), _int(d, "requested"), _int(d, "cached"), _int(d, "errors"),
+                   None if first is None else str(first))
+
+
+@dataclass(frozen=True)
+class JudgingRecord:
+    """What judging did in this run (``evalsuite.judge._calls.JudgeSummary`` as written)."""
+
+    judge: str
+    requested: int
+    cached: int
+    errors: int
+    skipped_missing: int = 0
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> JudgingRecord:
+        return cls(str(d.get("judge", "")), _int(d, "requested"), _int(d, "cached"), _int(d, "errors"),
+                   _int(d, "skipped_missing"))
+
+
+_INFO_KEYS = ("evalsuite_version", "created", "run_dir", "benchmark", "judge", "templates", "mode", "pairs", "training",
+              "usage", "note", "generation", "judging")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where the numbers come from: release, time, run directory, benchmark, judge, templates, reconciliation mode,
+    usage, training flags of the checkpoints, and what generation and judging did. Optional everywhere: an import
+    knows less than a compare."""
+
+    evalsuite_version: str | None = None
+    created: str | None = None
+    run_dir: str | None = None
+    benchmark: Benchmark = field(default_factory=Benchmark)
+    judge: str | None = None
+    templates: tuple[str, ...] = ()
+    mode: str = "strict"
+    pairs: str | None = None
+    training: Mapping[str, tuple[TrainingFlag, ...]] = field(default_factory=dict)
+    usage: Usage | None = None
+    note: str | None = None
+    generation: tuple[GenerationRecord, ...] | None = None
+    judging: JudgingRecord | None = None
+
+    def to_json(self) -> Json:
+        out: Json = {
+            "evalsuite_version": self.evalsuite_version, "created": self.created, "run_dir": self.run_dir,
+            "benchmark": self.benchmark.to_json(), "judge": self.judge, "templates": list(self.templates),
+            "mode": self.mode, "pairs": self.pairs,
+            "training": {m: [f.to_json() for f in fl] for m, fl in self.training.items()},
+        }
+        if self.usage is not None:
+            out["usage"] = self.usage.to_json()
+        if self.note is not None:
+            out["note"] = self.note
+        if self.generation is not None:
+            out["generation"] = [g.to_json() for g in self.generation]
+        if self.judging is not None:
+            out["judging"] = self.judging.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RunInfo:
+        usage, gen, judging = d.get("usage"), d.get("generation"), d.get("judging")
+        return cls(
+            evalsuite_version=None if d.get("evalsuite_version") is None else str(d["evalsuite_version"]),
+            created=None if d.get("created") is None else str(d["created"]),
+            run_dir=None if d.get("run_dir") is None else str(d["run_dir"]),
+            benchmark=Benchmark.from_json(d.get("benchmark") or {}),
+            judge=None if d.get("judge") is None else str(d["judge"]),
+            templates=tuple(str(t) for t in d.get("templates") or []),
+            mode=str(d.get("mode") or "strict"),
+            pairs=None if d.get("pairs") is None else str(d["pairs"]),
+            training={str(m): tuple(TrainingFlag.from_json(f) for f in fl) for m, fl in (d.get("training") or {}).items()},
+            usage=None if usage is None else Usage.from_json(usage),
+            note=None if d.get("note") is None else str(d["note"]),
+            generation=None if gen is None else tuple(GenerationRecord.from_json(g) for g in gen),
+            judging=None if judging is None else JudgingRecord.from_json(judging),
+        )
+
+
+_RESULTS_KEYS = ("baseline", "candidates", "stats", "comparisons", "variant_pairs", "ratings", "sweeps", "health",
+                 "health_by_group", *_INFO_KEYS)
+
+
+@dataclass(frozen=True)
+class Results:
+    """The whole results document of a run (``results.json``)."""
+
+    baseline: str
+    candidates: tuple[str, ...]
+    stats: StatsOptions = field(default_factory=StatsOptions)
+    comparisons: tuple[Comparison, ...] = ()
+    variant_pairs: tuple[VariantPair, ...] = ()
+    ratings: tuple[Rating, ...] = ()
+    sweeps: tuple[Sweep, ...] = ()
+    health: Health = field(default_factory=Health)
+    health_by_group: tuple[HealthGroup, ...] = ()
+    info: RunInfo = field(default_factory=RunInfo)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def comparison(self, model: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.model == model), None)
+
+    def rating(self, model: str) -> Rating | None:
+        return next((r for r in self.ratings if r.model == model), None)
+
+    def to_json(self) -> Json:
+        out: Json = {
+            **self.info.to_json(),
+            "baseline": self.baseline,
+            "candidates": list(self.candidates),
+            "stats": self.stats.to_json(),
+            "comparisons": [c.to_json() for c in self.comparisons],
+            "variant_pairs": [p.to_json() for p in self.variant_pairs],
+            "ratings": [r.to_json() for r in self.ratings],
+            "sweeps": [s.to_json() for s in self.sweeps],
+            "health": self.health.to_json(),
+            "health_by_group": [g.to_json() for g in self.health_by_group],
+        }
+        out.update(self.extra)
+        return out
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Results:
+        if not isinstance(d, Mapping) or "baseline" not in d:
+            raise ValueError("not a results document: no 'baseline'")
+        return cls(
+            baseline=str(d["baseline"]),
+            candidates=tuple(str(c) for c in d.get("candidates") or [c["model"] for c in d.get("comparisons") or []]),
+            stats=StatsOptions.from_json(d.get("stats") or {}),
+            comparisons=tuple(Comparison.from_json(c) for c in d.get("comparisons") or []),
+            variant_pairs=tuple(VariantPair.from_json(p) for p in d.get("variant_pairs") or []),
+            ratings=tuple(Rating.from_json(r) for r in d.get("ratings") or []),
+            sweeps=tuple(Sweep.from_json(s) for s in d.get("sweeps") or []),
+            health=Health.from_json(d.get("health") or {}),
+            health_by_group=tuple(HealthGroup.from_json(g) for g in d.get("health_by_group") or []),
+            info=RunInfo.from_json(d),
+            extra=_extra(d, _RESULTS_KEYS),
+        )
+
+
+def load_results(path: str | Path) -> Results:
+    """Read a results.json written by any release of evalsuite; a one-line ``InputError`` when it is missing or broken."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no results file {str(p)!r}",
+                         fix="run `evalsuite compare ...` (or import-judgments) first, or pass --run-dir")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise InputError(f"results.json is not valid JSON ({msg})", where=str(p), fix="re-run compare to rewrite it") from None
+    try:
+        return Results.from_json(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"not a results document ({type(exc).__name__}: {exc})", where=str(p),
+                         fix="pass a results.json written by `evalsuite compare` or `import-judgments`") from None
+
+
+def write_results(results: Results, path: Path) -> Path:
+    """Write ``results.json`` atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(results.dumps(), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# --- computing a results document from matches ------------------------------------------------------------------
 
 
 def distinct_bigrams(texts: Sequence[str]) -> float | None:
@@ -43,22 +751,21 @@ def distinct_bigrams(texts: Sequence[str]) -> float | None:
     return len(seen) / total if total else None
 
 
-def diagnose(c: Mapping[str, Any], alpha: float, diversity: Mapping[str, float | None]) -> list[str]:
+def diagnose(c: Comparison, alpha: float, diversity: Mapping[str, float | None]) -> list[str]:
     """Plain-language hints tying the evaluation outcome to the usual training causes."""
     hints = []
-    wr, p = c.get("win_rate"), c.get("p_holm")
-    if wr is not None and p is not None:
-        if p < alpha and wr < 0.5:
+    if c.win_rate is not None and c.p_holm is not None:
+        if c.p_holm < alpha and c.win_rate < 0.5:
             hints.append("quality dropped vs the baseline: beta too small or learning rate too high")
-        elif p >= alpha:
+        elif c.p_holm >= alpha:
             hints.append("no measurable effect: beta too large, too few steps, or weak preference data (evalsuite data check)")
-    d_c, d_b = diversity.get(c["model"]), diversity.get(c["baseline"])
+    d_c, d_b = diversity.get(c.model), diversity.get(c.baseline)
     if d_c is not None and d_b is not None and d_b > 0 and d_c < 0.8 * d_b:
         hints.append(f"answers less diverse than the baseline (distinct-2 {d_c:.2f} vs {d_b:.2f}): too many epochs")
     return hints
 
 
-def orient_to(baseline: str, order: Sequence[str]):  # type: ignore[no-untyped-def]
+def orient_to(baseline: str, order: Sequence[str]) -> Callable[[str, str], tuple[str, str]]:
     """An ``orient`` for build_matches: the baseline is always Y; between two candidates, the earlier-listed is X."""
     rank = {m: i for i, m in enumerate(order)}
 
@@ -76,24 +783,60 @@ def _items(matches: Sequence[Match], x: str, y: str) -> list[Match]:
     return [m for m in matches if m.model_x == x and m.model_y == y]
 
 
-def _counts(ms: Sequence[Match]) -> dict[str, int]:
-    ok = [m for m in ms if not m.error]
-    return {
-        "n": len(ok),
-        "wins": sum(m.score is not None and m.score > 0.5 for m in ok),
-        "ties": sum(m.score == 0.5 for m in ok),
-        "losses": sum(m.score is not None and m.score < 0.5 for m in ok),
-        "errors": sum(m.error for m in ms),
-        "inconsistent": sum(m.inconsistent for m in ok),
-    }
+def _scored(ms: Sequence[Match]) -> list[Match]:
+    return [m for m in ms if not m.error and m.score is not None]
 
 
-def _health_dict(ms: Sequence[Match]) -> dict[str, Any]:
-    return asdict(judge_health(ms))
+def _wtl(ok: Sequence[Match]) -> tuple[int, int, int]:
+    return (sum(m.score is not None and m.score > 0.5 for m in ok), sum(m.score == 0.5 for m in ok),
+            sum(m.score is not None and m.score < 0.5 for m in ok))
 
 
 def _round(x: float | None, nd: int = 6) -> float | None:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd)
+
+
+def _direct(ms: Sequence[Match], first: str) -> DirectResult:
+    ok = _scored(ms)
+    wins, ties, losses = _wtl(ok)
+    firsts = [m.score if m.model_x == first else 1 - m.score for m in ok if m.score is not None]
+    return DirectResult(n=len(ok), wins=wins, ties=ties, losses=losses, errors=sum(m.error for m in ms),
+                        inconsistent=sum(m.inconsistent for m in ok),
+                        win_rate=_round(float(np.mean(firsts))) if firsts else None)
+
+
+def per_turn_results(ok: Sequence[Match], options: StatsOptions) -> tuple[tuple[TurnResult, ...], TurnDifference | None]:
+    """Win rate and CI per turn, and turn 2 minus turn 1 with a paired bootstrap over questions.
+
+    On one turn each question is one item, so the question-clustered bootstrap is a plain bootstrap over questions.
+    The difference uses the questions scored on both turns; resampling questions keeps each question's two turns
+    together, which is what makes it paired.
+    """
+    from evalsuite import stats
+
+    rows = []
+    for turn in sorted({m.turn for m in ok}):
+        mine = [m for m in ok if m.turn == turn]
+        scores = np.array([m.score for m in mine], dtype=float)
+        r = stats.cluster_bootstrap(scores, np.array([m.question_id for m in mine]), n_resamples=options.n_resamples,
+                                    confidence=options.confidence, seed=options.seed)
+        wins, ties, losses = _wtl(mine)
+        rows.append(TurnResult(turn=turn, n=len(mine), wins=wins, ties=ties, losses=losses, win_rate=_round(r.estimate),
+                               ci_low=_round(r.ci_low), ci_high=_round(r.ci_high), p_value=_round(r.p_value),
+                               p_value_bound=r.p_value_bound))
+    by_turn: dict[int, dict[str, float]] = {}
+    for m in ok:
+        by_turn.setdefault(m.turn, {})[m.question_id] = float(m.score)  # type: ignore[arg-type]
+    if 1 not in by_turn or 2 not in by_turn:
+        return tuple(rows), None
+    both = sorted(set(by_turn[1]) & set(by_turn[2]))
+    if not both:
+        return tuple(rows), TurnDifference(0, None, None, None, None)
+    d = stats.paired_difference(np.array([by_turn[2][q] for q in both]), np.array([by_turn[1][q] for q in both]),
+                                np.array(both), n_resamples=options.n_resamples, confidence=options.confidence,
+                                seed=options.seed)
+    return tuple(rows), TurnDifference(len(both), _round(d.estimate), _round(d.ci_low), _round(d.ci_high),
+                                       _round(d.p_value), d.p_value_bound)
 
 
 def comparison(
@@ -102,29 +845,37 @@ def comparison(
     baseline: str,
     lengths: Mapping[str, Mapping[tuple[str, int], int]],
     options: StatsOptions,
-) -> dict[str, Any]:
-    """One candidate vs the baseline (``ms`` oriented with the candidate as X)."""
+) -> Comparison:
+    """One candidate vs the baseline (``ms`` oriented with the candidate as X), before Holm and diagnosis."""
     from evalsuite import stats
 
-    ok = [m for m in ms if not m.error]
-    row: dict[str, Any] = {"model": model, "baseline": baseline, **_counts(ms)}
+    ok = _scored(ms)
+    wins, ties, losses = _wtl(ok)
+    base = Comparison(model=model, baseline=baseline, n=len(ok), wins=wins, ties=ties, losses=losses,
+                      errors=sum(m.error for m in ms), inconsistent=sum(m.inconsistent for m in ok),
+                      health=Health.of(judge_health(ms)))
     if not ok:
-        row.update(win_rate=None, ci_low=None, ci_high=None, p_bootstrap=None, p_sign=None, lc_win_rate=None)
-        row["health"] = _health_dict(ms)
-        return row
+        return base
     scores = np.array([m.score for m in ok], dtype=float)
     clusters = np.array([m.question_id for m in ok])
     pct = stats.cluster_bootstrap(scores, clusters, method="percentile", n_resamples=options.n_resamples,
                                   confidence=options.confidence, seed=options.seed)
     bca = stats.cluster_bootstrap(scores, clusters, method="bca", n_resamples=options.n_resamples,
                                   confidence=options.confidence, seed=options.seed)
-    len_c = np.array([lengths.get(model, {}).get((m.question_id, m.turn), 0) for m in ok], dtype=float)
-    len_b = np.array([lengths.get(baseline, {}).get((m.question_id, m.turn), 0) for m in ok], dtype=float)
-    per_cat: dict[str, dict[str, Any]] = {}
+    # Lengths unknown (an import without the answers): no length-controlled rate and no average length, never the
+    # raw rate standing in for them.
+    len_c_known = [lengths.get(model, {}).get((m.question_id, m.turn)) for m in ok]
+    len_b_known = [lengths.get(baseline, {}).get((m.question_id, m.turn)) for m in ok]
+    lengths_known = all(x is not None for x in len_c_known + len_b_known)
+    len_c = np.array([x or 0 for x in len_c_known], dtype=float)
+    len_b = np.array([x or 0 for x in len_b_known], dtype=float)
+    per_cat = {}
     for cat in sorted({m.category for m in ok}):
-        s = [m.score for m in ok if m.category == cat]
-        per_cat[cat] = {"n": len(s), "win_rate": _round(float(np.mean(s)))}
-    row.update(
+        s = [float(m.score) for m in ok if m.category == cat and m.score is not None]
+        per_cat[cat] = CategoryResult(n=len(s), win_rate=_round(float(np.mean(s))))
+    per_turn, turn_diff = per_turn_results(ok, options)
+    return replace(
+        base,
         win_rate=_round(pct.estimate),
         ci_low=_round(pct.ci_low),
         ci_high=_round(pct.ci_high),
@@ -132,28 +883,94 @@ def comparison(
         ci_bca_high=_round(bca.ci_high),
         se=_round(pct.se),
         p_bootstrap=_round(pct.p_value),
-        p_sign=_round(stats.sign_test(row["wins"], row["losses"])),
-        lc_win_rate=_round(stats.length_controlled_win_rate(scores, len_c, len_b)),
-        avg_length=_round(float(len_c.mean()), 1),
-        avg_length_baseline=_round(float(len_b.mean()), 1),
+        p_bootstrap_bound=pct.p_value_bound,
+        p_sign=_round(stats.sign_test(wins, losses)),
+        lc_win_rate=_round(stats.length_controlled_win_rate(scores, len_c, len_b)) if lengths_known else None,
+        avg_length=_round(float(len_c.mean()), 1) if lengths_known else None,
+        avg_length_baseline=_round(float(len_b.mean()), 1) if lengths_known else None,
         n_questions=int(len(set(clusters.tolist()))),
         per_category=per_cat,
-        health=_health_dict(ms),
+        per_turn=per_turn,
+        turn_difference=turn_diff,
         # per-item scores, so a later run can be gated against this one on the same items (gate --against)
-        items=[[m.question_id, m.turn, m.score] for m in ok],
+        items=tuple(Item(m.question_id, m.turn, float(m.score)) for m in ok if m.score is not None),
     )
-    return row
 
 
 def _aligned(a: Sequence[Match], b: Sequence[Match]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    sa = {(m.question_id, m.turn): m.score for m in a if not m.error}
-    sb = {(m.question_id, m.turn): m.score for m in b if not m.error}
+    sa = {(m.question_id, m.turn): m.score for m in _scored(a)}
+    sb = {(m.question_id, m.turn): m.score for m in _scored(b)}
     keys = sorted(set(sa) & set(sb))
     return (
         np.array([sa[k] for k in keys], dtype=float),
         np.array([sb[k] for k in keys], dtype=float),
         np.array([k[0] for k in keys]),
     )
+
+
+def _with_holm(comps: list[Comparison], alpha: float) -> list[Comparison]:
+    """Holm over the family of comparisons vs the baseline (bootstrap and sign-test p-values)."""
+    from evalsuite import stats
+
+    tested = [i for i, c in enumerate(comps) if c.p_bootstrap is not None and c.p_sign is not None]
+    if not tested:
+        return comps
+    adj, adj_bound = stats.holm_bounded([comps[i].p_bootstrap or 0.0 for i in tested],
+                                        [comps[i].p_bootstrap_bound for i in tested])
+    adj_sign = stats.holm([comps[i].p_sign or 0.0 for i in tested])
+    out = list(comps)
+    for k, i in enumerate(tested):
+        out[i] = replace(comps[i], p_holm=_round(adj[k]), p_holm_bound=bool(adj_bound[k]),
+                         p_sign_holm=_round(adj_sign[k]), significant=bool(adj[k] < alpha))
+    return out
+
+
+def _variant_pairs(matches: Sequence[Match], by_candidate: Mapping[str, Sequence[Match]], candidates: Sequence[str],
+                   options: StatsOptions) -> list[VariantPair]:
+    """Variant vs variant: paired difference of win rates against the same baseline on the same items, Holm over the
+    pairs, and the direct win rate where the two were judged head to head."""
+    from evalsuite import stats
+
+    pairs: list[VariantPair] = []
+    for c1, c2 in combinations(candidates, 2):
+        s1, s2, cl = _aligned(by_candidate[c1], by_candidate[c2])
+        pair = VariantPair(model_1=c1, model_2=c2, n=int(len(s1)))
+        if len(s1):
+            d = stats.paired_difference(s1, s2, cl, n_resamples=options.n_resamples, confidence=options.confidence,
+                                        seed=options.seed)
+            pair = replace(pair, diff=_round(d.estimate), ci_low=_round(d.ci_low), ci_high=_round(d.ci_high),
+                           p_value=_round(d.p_value), p_value_bound=d.p_value_bound)
+        direct = [m for m in matches if {m.model_x, m.model_y} == {c1, c2}]
+        if direct:
+            pair = replace(pair, direct=_direct(direct, c1))
+        pairs.append(pair)
+    tested = [i for i, p in enumerate(pairs) if p.p_value is not None]
+    if tested:
+        adj, bound = stats.holm_bounded([pairs[i].p_value or 0.0 for i in tested], [pairs[i].p_value_bound for i in tested])
+        for k, i in enumerate(tested):
+            pairs[i] = replace(pairs[i], p_holm=_round(adj[k]), p_holm_bound=bool(bound[k]))
+    return pairs
+
+
+def _ratings(matches: Sequence[Match], baseline: str, mode: str, options: StatsOptions) -> list[Rating]:
+    """Bradley-Terry over every scored match of the run, ties as half wins; in ``games`` mode over every game (each
+    order of a match is its own game), resampled by question either way."""
+    from evalsuite import stats
+
+    rows: list[tuple[str, str, float, str]] = []
+    for m in matches:
+        if mode == "games":
+            rows += [(m.model_x, m.model_y, g, m.question_id) for g in match_games(m)]
+        elif not m.error and m.score is not None:
+            rows.append((m.model_x, m.model_y, m.score, m.question_id))
+    if not rows:
+        return []
+    fitted = stats.bradley_terry(
+        [r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float),
+        np.array([r[3] for r in rows]), anchor=baseline, n_rounds=options.bt_rounds, confidence=options.confidence,
+        seed=options.seed,
+    )
+    return [Rating(r.model, _round(r.rating, 1), _round(r.ci_low, 1), _round(r.ci_high, 1), r.rank) for r in fitted]
 
 
 def build_results(
@@ -163,123 +980,76 @@ def build_results(
     candidates: Sequence[str],
     lengths: Mapping[str, Mapping[tuple[str, int], int]],
     options: StatsOptions = StatsOptions(),
+    info: RunInfo | None = None,
     meta: Mapping[str, Any] | None = None,
     diversity: Mapping[str, float | None] | None = None,
-) -> dict[str, Any]:
-    """The whole results document. ``matches`` must be oriented with ``orient_to(baseline, candidates)``."""
-    from evalsuite import stats
+) -> Results:
+    """The whole results document. ``matches`` must be oriented with ``orient_to(baseline, candidates)``.
 
+    ``info`` says where the numbers come from (its ``mode`` picks how Bradley-Terry counts a match: one game, or
+    in ``games`` mode one per order). ``meta`` is the same as a JSON mapping (the keys of ``RunInfo``), for callers
+    that build it as one; ``info`` wins when both are given.
+    """
+    run_info = info if info is not None else RunInfo.from_json(meta or {})
     by_candidate = {c: _items(matches, c, baseline) for c in candidates}
-    comps = [comparison(by_candidate[c], c, baseline, lengths, options) for c in candidates]
-    tested = [c for c in comps if c.get("p_bootstrap") is not None]
-    if tested:
-        adj = stats.holm([c["p_bootstrap"] for c in tested])
-        adj_sign = stats.holm([c["p_sign"] for c in tested])
-        for c, p, ps in zip(tested, adj, adj_sign):
-            c["p_holm"] = _round(p)
-            c["p_sign_holm"] = _round(ps)
-            c["significant"] = bool(p < options.alpha)
-    for c in comps:
-        c.setdefault("p_holm", None)
-        c.setdefault("p_sign_holm", None)
-        c.setdefault("significant", False)
-        c["diversity"] = _round((diversity or {}).get(c["model"]), 4)
-        c["diagnosis"] = diagnose(c, options.alpha, diversity or {})
-
-    # Variant vs variant: paired difference of win rates against the same baseline on the same items.
-    pairs: list[dict[str, Any]] = []
-    for c1, c2 in combinations(candidates, 2):
-        s1, s2, cl = _aligned(by_candidate[c1], by_candidate[c2])
-        entry: dict[str, Any] = {"model_1": c1, "model_2": c2, "n": int(len(s1))}
-        if len(s1):
-            d = stats.paired_difference(s1, s2, cl, n_resamples=options.n_resamples, confidence=options.confidence,
-                                        seed=options.seed)
-            entry.update(diff=_round(d.estimate), ci_low=_round(d.ci_low), ci_high=_round(d.ci_high), p_value=_round(d.p_value))
-        else:
-            entry.update(diff=None, ci_low=None, ci_high=None, p_value=None)
-        direct = [m for m in matches if {m.model_x, m.model_y} == {c1, c2}]
-        if direct:
-            counts = _counts(direct)
-            firsts = [m.score if m.model_x == c1 else 1 - m.score for m in direct if not m.error and m.score is not None]
-            entry["direct"] = {**counts, "win_rate": _round(float(np.mean(firsts))) if firsts else None}
-        pairs.append(entry)
-    tested_pairs = [p for p in pairs if p["p_value"] is not None]
-    if tested_pairs:
-        for p, adj in zip(tested_pairs, stats.holm([p["p_value"] for p in tested_pairs])):
-            p["p_holm"] = _round(adj)
-
-    # Bradley-Terry over every non-error match of the run, ties as half wins.
-    scored = [m for m in matches if not m.error and m.score is not None]
-    ratings: list[dict[str, Any]] = []
-    if scored:
-        fitted = stats.bradley_terry(
-            [m.model_x for m in scored],
-            [m.model_y for m in scored],
-            np.array([m.score for m in scored], dtype=float),
-            np.array([m.question_id for m in scored]),
-            anchor=baseline,
-            n_rounds=options.bt_rounds,
-            confidence=options.confidence,
-            seed=options.seed,
-        )
-        ratings = [
-            {"model": r.model, "rating": _round(r.rating, 1), "ci_low": _round(r.ci_low, 1), "ci_high": _round(r.ci_high, 1), "rank": r.rank}
-            for r in fitted
-        ]
-
-    return {
-        **(dict(meta) if meta else {}),
-        "baseline": baseline,
-        "candidates": list(candidates),
-        "stats": asdict(options),
-        "comparisons": comps,
-        "variant_pairs": pairs,
-        "ratings": ratings,
-        "sweeps": beta_sweeps(comps, pairs, options.alpha),
-        "health": _health_dict(matches),
-    }
+    comps = _with_holm([comparison(by_candidate[c], c, baseline, lengths, options) for c in candidates], options.alpha)
+    div = diversity or {}
+    comps = [replace(c, diversity=_round(div.get(c.model), 4)) for c in comps]
+    comps = [replace(c, diagnosis=tuple(diagnose(c, options.alpha, div))) for c in comps]
+    pairs = _variant_pairs(matches, by_candidate, candidates, options)
+    return Results(
+        baseline=baseline,
+        candidates=tuple(candidates),
+        stats=options,
+        comparisons=tuple(comps),
+        variant_pairs=tuple(pairs),
+        ratings=tuple(_ratings(matches, baseline, run_info.mode, options)),
+        sweeps=tuple(beta_sweeps(comps, pairs, options.alpha)),
+        health=Health.of(judge_health(matches)),
+        health_by_group=tuple(HealthGroup(judge, template, template_hash, turn, Health.of(h))
+                              for (judge, template, template_hash, turn), h in judge_health_by_group(matches)),
+        info=run_info,
+    )
 
 
-def beta_sweeps(comps: Sequence[Mapping[str, Any]], pairs: Sequence[Mapping[str, Any]], alpha: float) -> list[dict[str, Any]]:
+def beta_sweeps(comps: Sequence[Comparison], pairs: Sequence[VariantPair], alpha: float) -> list[Sweep]:
     """Group ``<variant>-b<beta>`` candidates per variant; mark the best beta and whether it beats every other beta.
 
     "Significantly better" uses the paired-difference p-values, Holm-corrected within the variant's own family.
     """
     from evalsuite import stats
 
-    groups: dict[str, list[tuple[float, Mapping[str, Any]]]] = {}
+    groups: dict[str, list[tuple[float, Comparison]]] = {}
     for c in comps:
-        m = SWEEP_NAME.match(c["model"])
-        if m and c.get("win_rate") is not None:
+        m = SWEEP_NAME.match(c.model)
+        if m and c.win_rate is not None:
             groups.setdefault(m["variant"], []).append((float(m["beta"]), c))
-    pair_index = {(p["model_1"], p["model_2"]): p for p in pairs}
+    pair_index = {(p.model_1, p.model_2): p for p in pairs}
     sweeps = []
     for variant, rows in sorted(groups.items()):
         rows.sort(key=lambda r: r[0])
-        best_beta, best = max(rows, key=lambda r: r[1]["win_rate"])
-        others = []
+        best_beta, best = max(rows, key=lambda r: r[1].win_rate or 0.0)
+        others: list[SweepOther] = []
         for beta, c in rows:
             if c is best:
                 continue
-            p = pair_index.get((best["model"], c["model"])) or pair_index.get((c["model"], best["model"]))
-            if p is None or p.get("p_value") is None:
+            p = pair_index.get((best.model, c.model)) or pair_index.get((c.model, best.model))
+            if p is None or p.p_value is None or p.diff is None:
                 continue
-            sign = 1.0 if p["model_1"] == best["model"] else -1.0
-            others.append({"model": c["model"], "beta": beta, "diff": _round(sign * p["diff"]), "p_value": p["p_value"]})
+            sign = 1.0 if p.model_1 == best.model else -1.0
+            others.append(SweepOther(c.model, beta, _round(sign * p.diff), p.p_value, p.p_value_bound))
         if others:
-            for o, adj in zip(others, stats.holm([o["p_value"] for o in others])):
-                o["p_holm"] = _round(adj)
+            adj, bound = stats.holm_bounded([o.p_value or 0.0 for o in others], [o.p_value_bound for o in others])
+            others = [replace(o, p_holm=_round(a), p_holm_bound=bool(b)) for o, a, b in zip(others, adj, bound)]
         sweeps.append(
-            {
-                "variant": variant,
-                "rows": [
-                    {"model": c["model"], "beta": beta, "win_rate": c["win_rate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p_holm": c.get("p_holm")}
-                    for beta, c in rows
-                ],
-                "best": best["model"],
-                "best_beta": best_beta,
-                "vs_others": others,
-                "best_significant": bool(others) and all(o["p_holm"] < alpha for o in others),
-            }
+            Sweep(
+                variant=variant,
+                rows=tuple(SweepRow(c.model, beta, c.win_rate, c.ci_low, c.ci_high, c.p_holm, c.p_holm_bound)
+                           for beta, c in rows),
+                best=best.model,
+                best_beta=best_beta,
+                vs_others=tuple(others),
+                best_significant=bool(others) and all(o.p_holm is not None and o.p_holm < alpha for o in others),
+            )
         )
     return sweeps

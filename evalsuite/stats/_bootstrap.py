@@ -137,7 +137,7 @@ def _bootstrap(
 
     resampled = _resample_means(sums, sizes, n_resamples, seed)
     se = float(resampled.std(ddof=1)) if n_resamples > 1 else 0.0
-    far_side = min(np.count_nonzero(resampled <= null), np.count_nonzero(resampled >= null))
+    far_side = int(min(np.count_nonzero(resampled <= null), np.count_nonzero(resampled >= null)))
     p_value_bound = far_side == 0
     p_value = 1.0 / n_resamples if p_value_bound else float(min(1.0, 2.0 * far_side / n_resamples))
 
