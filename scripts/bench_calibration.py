@@ -28,11 +28,12 @@ def main() -> None:
         matches = [Match(f"q{i // 2}", "writing", 1 + i % 2, "dpo", "sft", float(s), False, False) for i, s in enumerate(scores)]
         res = build_results(matches, baseline="sft", candidates=["dpo"], lengths={},
                             options=StatsOptions(n_resamples=args.resamples, bt_rounds=20, seed=seed))
-        c = res["comparisons"][0]
-        covered += c["ci_low"] <= 0.5 <= c["ci_high"]
+        c = res.comparisons[0]
+        assert c.ci_low is not None and c.ci_high is not None and c.p_bootstrap is not None and c.p_sign is not None
+        covered += c.ci_low <= 0.5 <= c.ci_high
         passed += run_gate(res, GateOptions("sft", ["dpo"], 0.5, "lower-bound"))[0].passed
-        boot_reject += c["p_bootstrap"] < 0.05
-        sign_reject += c["p_sign"] < 0.05
+        boot_reject += c.p_bootstrap < 0.05
+        sign_reject += c.p_sign < 0.05
     n = args.seeds
     print(f"fair-coin judge, {n} seeds, 80 questions x 2 turns, {args.resamples} resamples")
     print(f"95% CI covers 50%:             {covered / n:.3f}  (nominal 0.95)")
