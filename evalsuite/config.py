@@ -25,6 +25,12 @@ class ModelSpec:
     dtype: str = "auto"
     device: str = "auto"
     batch_size: int = 16
+    # vllm: the worker's interpreter (a venv of vLLM's own, e.g. ".venv-vllm/bin/python"); None: this interpreter
+    python: str | None = None
+    # vllm: keyword arguments of vllm.LLM, passed as given ([models.X.engine] max_model_len, gpu_memory_utilization, ...)
+    engine: dict[str, Any] = field(default_factory=dict)
+    enable_lora: bool = False  # vllm: load LoRA support even when no adapter is named up front
+    max_lora_rank: int | None = None  # vllm: None: the largest rank among the adapters, rounded up to one vLLM takes
     tensor_parallel_size: int = 1
     verdict_mode: str = "text"  # judge only: "text" parses the verdict, "logprob" reads verdict-token probabilities
     price_input: float | None = None  # USD per 1M prompt tokens, for cost accounting
@@ -189,10 +195,30 @@ def model_spec(name: str, table: dict[str, Any], *, where: str = "config") -> Mo
             f"unknown key(s) {unknown} for model {name!r}", where=where, fix=f"use {sorted(_MODEL_FIELDS)}"
         )
     values.setdefault("model", name)
+    _check_types(name, values, where)
     try:
         return ModelSpec(name=name, extra=extra, **values)
     except TypeError as exc:
         raise InputError(f"model {name!r}: {exc}", where=where, fix="check the key types") from None
+
+
+# Keys whose wrong type would only surface deep inside a backend (or a vLLM worker): checked when the config loads.
+_TYPED_KEYS: dict[str, tuple[type, ...]] = {
+    "python": (str,), "engine": (dict,), "enable_lora": (bool,), "max_lora_rank": (int,),
+    "tensor_parallel_size": (int,), "dtype": (str,),
+}
+
+
+def _check_types(name: str, values: dict[str, Any], where: str) -> None:
+    for key, types in _TYPED_KEYS.items():
+        value = values.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            wanted = " or ".join("table" if t is dict else t.__name__ for t in types)
+            raise InputError(f"model {name!r}: {key} = {value!r} is not a {wanted}", where=where, fix=f"write {key} as a {wanted}")
+    if "engine" in values:
+        values["engine"] = dict(values["engine"])
 
 
 def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:

@@ -62,3 +62,8 @@ class ChatBackend(Protocol):
         model); transient failures that outlast the retries come back as ``ChatResult(error=...)``.
         """
         ...
+
+    def close(self) -> None:
+        """Release what the backend holds (a loaded model, a worker process and its children); a later ``run`` may
+        start again. Whoever built the backend closes it; safe to call more than once."""
+        ...

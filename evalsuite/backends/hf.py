@@ -7,7 +7,8 @@ repetition penalty, whatever the checkpoint's ``generation_config`` says) so eve
 the same way. Each batch reseeds torch, so a run reproduces exactly on the same hardware and batch size.
 
 Logprob verdict mode (``ChatRequest.logprob_choices``): no sampling; one forward pass over the prompt plus the
-verdict prefix ("[["), and the next-token probabilities of each choice's first token, renormalised over the choices.
+verdict prefix ("[["), and the next-token probabilities of each choice's token after the prefix (``choice_token_ids``,
+shared with the vLLM worker), renormalised over the choices.
 
 ``spec.extra["min_new_tokens"]`` forces replies to a fixed length (benchmarks use it so every mode generates the same
 number of tokens). torch, transformers and peft are imported when the model loads (first ``run``), never at import.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from evalsuite.backends._base import ChatRequest, ChatResult, OnDone, Progress
+from evalsuite.backends._vllm_worker import choice_token_ids  # standard library only at import
 from evalsuite.errors import InputError
 
 if TYPE_CHECKING:
@@ -292,21 +294,15 @@ class HFBackend:
                 return tokens[: i + 1]
         return tokens
 
-    def _choice_token_ids(self, choices: tuple[str, ...]) -> list[int]:
-        ids = []
-        for choice in choices:
-            encoded = self._tokenizer.encode(choice, add_special_tokens=False)
-            if not encoded:
-                raise InputError(f"logprob choice {choice!r} encodes to no token", fix="use non-empty verdict choices")
-            ids.append(encoded[0])
-        if len(set(ids)) != len(ids):
-            clash = [c for c, i in zip(choices, ids) if ids.count(i) > 1]
+    def _choice_token_ids(self, prefix: str, choices: tuple[str, ...]) -> list[int]:
+        """The token each choice starts with right after ``prefix`` (shared with the vLLM worker)."""
+        try:
+            return choice_token_ids(lambda text: self._tokenizer.encode(text, add_special_tokens=False), prefix, choices)
+        except ValueError as exc:
             raise InputError(
-                f"logprob choices {clash} share their first token under model {self.spec.name!r}'s tokenizer, "
-                "so their probabilities cannot be told apart",
+                f"model {self.spec.name!r}: {exc}",
                 fix="use verdict choices that start with different tokens, or verdict_mode = 'text'",
-            )
-        return ids
+            ) from None
 
     def _run_logprob_batch(self, batch: list[_Prepared]) -> list[ChatResult]:
         import torch
@@ -323,7 +319,7 @@ class HFBackend:
         for row, prepared in enumerate(batch):
             request = prepared.request
             choices = tuple(request.logprob_choices or ())
-            token_ids = self._choice_token_ids(choices)
+            token_ids = self._choice_token_ids(request.verdict_prefix, choices)
             raw = probs[row, token_ids].tolist()
             total = sum(raw)
             normalised = [p / total for p in raw] if total > 0 else [1.0 / len(raw)] * len(raw)

@@ -65,6 +65,9 @@ class OpenAIBackend:
             return
         asyncio.run(self._run(requests, on_done, progress))
 
+    def close(self) -> None:
+        """Nothing to release: each ``run`` opens and closes its own HTTP client."""
+
     def _client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             base_url=self.spec.base_url,

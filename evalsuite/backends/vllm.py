@@ -1,26 +1,31 @@
-"""``vllm`` backend: a local checkpoint served by vLLM in its own worker subprocess, LoRA adapters from the same engine.
+"""``vllm`` backend: a local checkpoint served by vLLM in a worker subprocess, LoRA adapters from the same engine.
 
-One worker per backend instance (one engine per base model); it exits on ``close()`` (or when the backend is garbage
-collected, or at interpreter exit), which returns its GPU memory before the next model loads. Each ``run`` sends all
-pending requests as one batch (every turn 1), then the follow-ups ``on_done`` returned as the next batch (every
-turn 2), and so on; vLLM schedules inside a batch. A request's ``meta["adapter"]`` (a LoRA directory) selects an
-adapter, ``spec.adapter`` is the default; each adapter directory gets a stable integer id for the life of the worker.
-``spec.extra`` may hold ``engine_args`` (passed to ``vllm.LLM``: gpu_memory_utilization, max_model_len, ...),
-``enable_lora`` (load LoRA support up front) and ``max_lora_rank`` (else read from the adapters' configs).
+One worker per backend instance, one engine per worker. The worker (``_vllm_worker.py``, standard library + vLLM)
+is started by file path under the model entry's ``python`` (default: this interpreter), so vLLM can live in a venv
+of its own (``make vllm-env``) whose pins clash with ``[train]``; it runs in a process group of its own, and
+``close()`` ends the whole group (vLLM's engine-core and tensor-parallel children too), which returns GPU memory
+before the next model loads.
 
-What was verified where: on the CPU development machine only the protocol, batching, adapter mapping, token counts
-and crash handling ran, through the real subprocess driving ``evalsuite.testing.vllm_stand_in`` (tests/
-test_backend_vllm.py). No real vLLM engine was run there: the calls into vLLM (``LLM(...)``, ``LLM.chat``,
-``SamplingParams``, ``LoRARequest``, logprob reading) follow vLLM's documented API and are unverified on a GPU.
+Each ``run`` sends all pending requests as one batch (every turn 1 of every model on this engine), then the
+follow-ups ``on_done`` returned as the next batch (every turn 2); the worker makes one ``LLM.chat`` call per batch
+with a per-request LoRA list. A request's ``meta["adapter"]`` (a LoRA directory) selects an adapter, ``spec.adapter``
+is the default; each adapter directory gets a stable integer id for the life of the worker.
+
+Engine settings come from typed model-entry keys: ``[models.X.engine]`` (any ``vllm.LLM`` keyword, given as is),
+``tensor_parallel_size``, ``dtype`` (``bf16``/``fp16``/``fp32`` mapped to vLLM's names), ``enable_lora`` and
+``max_lora_rank``. ``engine_key`` says which models can share an engine; ``shared_engine_spec`` merges them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -32,20 +37,106 @@ from evalsuite.errors import InputError
 if TYPE_CHECKING:
     from evalsuite.config import ModelSpec
 
+WORKER = Path(__file__).with_name("_vllm_worker.py")
 _LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+# vLLM takes auto/half/float16/bfloat16/float/float32; the short names the hf backend accepts are mapped.
+VLLM_DTYPES = {
+    "auto": "auto", "half": "half", "float": "float",
+    "float16": "float16", "fp16": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float32": "float32", "fp32": "float32",
+}
+SHUTDOWN_GRACE_S = 30.0  # how long a worker may take to exit after "shutdown" before its group is killed
+KILL_GRACE_S = 10.0  # how long the group may take to exit after SIGTERM before SIGKILL
+
+
+def vllm_dtype(spec: "ModelSpec") -> str:
+    """``spec.dtype`` in vLLM's spelling; an unknown one is an input error naming the model."""
+    dtype = VLLM_DTYPES.get(spec.dtype)
+    if dtype is None:
+        raise InputError(
+            f"unknown dtype {spec.dtype!r} for vllm model {spec.name!r}",
+            fix=f"use one of {', '.join(sorted(VLLM_DTYPES))}",
+        )
+    return dtype
+
+
+def worker_python(spec: "ModelSpec") -> str:
+    """The interpreter the worker runs under, as an absolute path (a venv's ``bin/python`` is kept as named: resolving
+    its symlink would leave the venv)."""
+    if not spec.python:
+        return sys.executable
+    path = os.path.abspath(os.path.expanduser(spec.python))
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise InputError(
+            f"python {spec.python!r} of model {spec.name!r} is not an executable file",
+            fix="point python at a venv's bin/python that has vLLM (make vllm-env builds .venv-vllm/bin/python)",
+        )
+    return path
+
+
+def model_source(model: str) -> str:
+    """A local checkpoint as an absolute path (so a relative and an absolute name of it are one engine), else the id."""
+    local = Path(model).expanduser()
+    return str(local.resolve()) if local.is_dir() else model
+
+
+def engine_key(spec: "ModelSpec") -> tuple[str, ...]:
+    """Models that can share one engine: same base checkpoint (resolved), same engine settings, same interpreter.
+    LoRA settings are not part of it: the shared engine takes the union (``shared_engine_spec``)."""
+    settings = {"tensor_parallel_size": spec.tensor_parallel_size, "dtype": VLLM_DTYPES.get(spec.dtype, spec.dtype),
+                "engine": spec.engine}
+    python = os.path.abspath(os.path.expanduser(spec.python)) if spec.python else sys.executable
+    return ("vllm", model_source(spec.model), python, json.dumps(settings, sort_keys=True, default=str))
+
+
+def shared_engine_spec(specs: Sequence["ModelSpec"]) -> "ModelSpec":
+    """The spec an engine serving all of ``specs`` (one ``engine_key``) is built from: the base model, no default
+    adapter (each request names its own), LoRA enabled if any of them wants it, the largest configured rank."""
+    first = specs[0]
+    if len(specs) == 1:
+        return first
+    ranks = [s.max_lora_rank for s in specs if s.max_lora_rank is not None]
+    return dataclasses.replace(
+        first,
+        adapter=None,
+        enable_lora=any(s.enable_lora or s.adapter for s in specs),
+        max_lora_rank=max(ranks) if ranks else None,
+    )
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGTERM the process group, wait for it to empty, SIGKILL what is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _stop_worker(proc: subprocess.Popen[str], log_path: str, keep_log: bool) -> None:
-    """Ask the worker to exit, then make sure it has; module-level so the finalizer holds no backend reference."""
+    """Ask the worker to exit, then end its whole process group; module-level so the finalizer holds no backend."""
     if proc.poll() is None:
         try:
             assert proc.stdin is not None
             proc.stdin.write(json.dumps({"type": "shutdown"}) + "\n")
             proc.stdin.close()
-            proc.wait(timeout=60)
+            proc.wait(timeout=SHUTDOWN_GRACE_S)
         except (OSError, ValueError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
+            pass
+    # The worker leads its group (start_new_session): engine-core children that outlived it are ended here.
+    _kill_group(proc.pid)
+    proc.wait()
     for stream in (proc.stdin, proc.stdout):
         if stream is not None and not stream.closed:
             stream.close()
@@ -54,7 +145,7 @@ def _stop_worker(proc: subprocess.Popen[str], log_path: str, keep_log: bool) -> 
 
 
 class VLLMBackend:
-    """vLLM in a subprocess; started on the first ``run``, kept for later runs, ended by ``close()``."""
+    """vLLM in a worker subprocess; started on the first ``run``, kept for later runs, ended by ``close()``."""
 
     name = "vllm"
 
@@ -65,10 +156,18 @@ class VLLMBackend:
         self._finalizer: weakref.finalize | None = None
         self._lora_enabled = False
         self._adapter_ids: dict[str, int] = {}  # resolved adapter dir -> LoRA int id, stable while the worker lives
+        self.engines_started = 0  # how many workers (engines) this backend has started
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec") -> "VLLMBackend":
         check_checkpoint(spec)
+        vllm_dtype(spec)
+        worker_python(spec)
+        if spec.max_lora_rank is not None and spec.max_lora_rank not in _LORA_RANKS:
+            raise InputError(
+                f"max_lora_rank {spec.max_lora_rank} of model {spec.name!r} is not one vLLM takes",
+                fix=f"use one of {', '.join(map(str, _LORA_RANKS))}",
+            )
         backend = cls(spec)
         if spec.adapter:
             backend._adapter_dir(spec.adapter)  # fail now, not after the engine has loaded
@@ -95,48 +194,52 @@ class VLLMBackend:
         if not self._lora_enabled:
             raise InputError(
                 f"adapter {adapter!r} requested after model {self.spec.name!r}'s vLLM engine started without LoRA",
-                fix="set adapter on the model entry, or extra.enable_lora = true, so the engine loads with LoRA",
+                fix="set adapter on the model entry, or enable_lora = true, so the engine loads with LoRA",
             )
         lora_id = self._adapter_ids.setdefault(adapter, len(self._adapter_ids) + 1)  # vLLM needs ids >= 1
-        return {"name": f"{Path(adapter).name}-{lora_id}", "id": lora_id, "path": adapter}
+        return {"lora_name": f"{Path(adapter).name}-{lora_id}", "lora_int_id": lora_id, "lora_path": adapter}
 
     def _max_lora_rank(self, adapters: set[str]) -> int:
-        if "max_lora_rank" in self.spec.extra:
-            return int(self.spec.extra["max_lora_rank"])
+        if self.spec.max_lora_rank is not None:
+            return self.spec.max_lora_rank
         ranks = [int(json.loads((Path(a) / "adapter_config.json").read_text()).get("r", 16)) for a in adapters]
         wanted = max(ranks, default=16)
         return next((r for r in _LORA_RANKS if r >= wanted), wanted)
 
     # ---- the worker ----------------------------------------------------------------------------------------------
 
+    def engine_kwargs(self, adapters: set[str]) -> dict[str, Any]:
+        """The keyword arguments of ``vllm.LLM`` for this model; ``[models.X.engine]`` wins over the typed keys."""
+        spec = self.spec
+        kwargs: dict[str, Any] = {
+            "model": model_source(spec.model),
+            "tensor_parallel_size": spec.tensor_parallel_size,
+            "dtype": vllm_dtype(spec),
+            "seed": spec.seed,
+            "enable_lora": bool(adapters) or spec.enable_lora,
+        }
+        if kwargs["enable_lora"]:
+            kwargs["max_lora_rank"] = self._max_lora_rank(adapters)
+        return {**kwargs, **spec.engine}
+
     def _start(self, first_requests: Sequence[ChatRequest]) -> None:
         spec = self.spec
         adapters = {a for a in (self._adapter_of(r) for r in first_requests) if a}
-        self._lora_enabled = bool(adapters) or bool(spec.extra.get("enable_lora"))
-        load = {
-            "type": "load",
-            "model": str(Path(spec.model).expanduser()) if Path(spec.model).expanduser().is_dir() else spec.model,
-            "tensor_parallel_size": spec.tensor_parallel_size,
-            "enable_lora": self._lora_enabled,
-            "max_lora_rank": self._max_lora_rank(adapters),
-            "dtype": spec.dtype,
-            "seed": spec.seed,
-            "engine_args": dict(spec.extra.get("engine_args") or {}),
-        }
-        env = dict(os.environ)
-        # The worker imports evalsuite from wherever this process did, installed or not.
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        engine = self.engine_kwargs(adapters)
+        self._lora_enabled = bool(engine.get("enable_lora"))
         log = tempfile.NamedTemporaryFile(prefix=f"evalsuite-vllm-{spec.name}-", suffix=".log", delete=False)
         self._log_path = log.name
+        # By file path, not -m: the worker needs nothing of evalsuite, so it runs under a vLLM venv's interpreter.
         # stderr goes to a file, not a pipe: vLLM logs a lot and a full pipe would block the worker.
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "evalsuite.backends._vllm_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8", env=env,
+            [worker_python(spec), str(WORKER)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
+            start_new_session=True,  # its own process group, so close() can end vLLM's children with it
         )
         log.close()
+        self.engines_started += 1
         self._finalizer = weakref.finalize(self, _stop_worker, self._proc, self._log_path, False)
-        reply = self._exchange(load, phase="loading the model")
+        reply = self._exchange({"type": "load", "engine": engine}, phase="loading the model")
         if reply["type"] == "error":
             self.close(keep_log=True)
             fix = reply.get("fix") or f"see {self._log_path}"
@@ -160,11 +263,11 @@ class VLLMBackend:
         raise InputError(
             f"vLLM worker for model {self.spec.name!r} exited with code {code} while {phase}"
             + (f": {tail[-1].strip()}" if tail else ""),
-            fix=f"see the worker log {self._log_path} (GPU memory, model path, vLLM version)",
+            fix=f"see the worker log {self._log_path} (memory, model path, vLLM version)",
         )
 
     def close(self, keep_log: bool = False) -> None:
-        """End the worker and free its GPU memory; a later ``run`` starts a new one."""
+        """End the worker's process group and free its memory; a later ``run`` starts a new one."""
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
@@ -189,7 +292,7 @@ class VLLMBackend:
             "max_tokens": int(request.max_tokens),
             # Per-request seeds make a sampled reply independent of what else is in the batch.
             "seed": request.seed if request.seed is not None else self.spec.seed,
-            "adapter": self._lora_payload(self._adapter_of(request)),
+            "lora": self._lora_payload(self._adapter_of(request)),
             "logprob_choices": list(request.logprob_choices) if request.logprob_choices else None,
             "verdict_prefix": request.verdict_prefix,
         }
@@ -203,6 +306,8 @@ class VLLMBackend:
         while pending:
             batch = {"type": "batch", "requests": [self._payload(i, r) for i, r in enumerate(pending)]}
             reply = self._exchange(batch, phase=f"generating a batch of {len(pending)}")
+            if reply["type"] == "error":
+                raise InputError(f"model {self.spec.name!r}: {reply['message']}", fix=reply.get("fix"))
             by_id = {item["id"]: item for item in reply["results"]}
             follow_ups: list[ChatRequest] = []
             for index, request in enumerate(pending):
@@ -223,4 +328,4 @@ class VLLMBackend:
             pending = follow_ups
 
 
-__all__ = ["VLLMBackend"]
+__all__ = ["VLLMBackend", "VLLM_DTYPES", "engine_key", "model_source", "shared_engine_spec", "vllm_dtype", "worker_python"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
@@ -24,6 +24,7 @@ class GenerationSummary:
     requested: int  # calls made (turn 1 and turn 2)
     cached: int  # turns already stored
     errors: int  # calls that failed after retries (not stored; a re-run asks them again)
+    first_error: str | None = None  # the reason of the first failed call, e.g. a prompt longer than max_model_len
 
 
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
@@ -89,11 +90,22 @@ def plan_generation(spec: ModelSpec, questions: Sequence[Question], stored: dict
 
 
 def engine_key(spec: ModelSpec) -> tuple[Any, ...]:
-    """Models that can share one engine: vLLM serves every LoRA adapter of a base model from one engine; any other
-    backend gets one instance per model."""
+    """Models that can share one engine: vLLM serves a base model and every LoRA adapter over it from one engine
+    (same resolved checkpoint, engine settings and interpreter); any other backend gets one instance per model."""
     if spec.backend == "vllm":
-        return ("vllm", spec.model, spec.tensor_parallel_size, spec.dtype)
+        from evalsuite.backends.vllm import engine_key as vllm_engine_key
+
+        return vllm_engine_key(spec)
     return ("one", spec.name)
+
+
+def _group_spec(group: Sequence[ModelSpec]) -> ModelSpec:
+    """The spec one backend for ``group`` is built from (for vLLM: the base with the union of LoRA settings)."""
+    if group[0].backend == "vllm":
+        from evalsuite.backends.vllm import shared_engine_spec
+
+        return shared_engine_spec(group)
+    return group[0]
 
 
 def generate_all(
@@ -114,14 +126,15 @@ def generate_all(
         by_name = {s.name: s for s in group}
         requests: list[ChatRequest] = []
         counts = {s.name: {"requested": 0, "errors": 0, "cached": 0} for s in group}
+        first_errors: dict[str, str] = {}
         for spec in group:
             reqs, cached = plan_generation(spec, questions, store.answer_turns(spec.name))
             counts[spec.name]["cached"] = cached
             requests += reqs
         if requests:
-            _run_group(group, requests, by_id, by_name, counts, store, progress, backends or {})
+            _run_group(group, requests, by_id, by_name, counts, first_errors, store, progress, backends or {})
         for name, c in counts.items():
-            summaries[name] = GenerationSummary(name, c["requested"], c["cached"], c["errors"])
+            summaries[name] = GenerationSummary(name, c["requested"], c["cached"], c["errors"], first_errors.get(name))
     return [summaries[s.name] for s in specs]
 
 
@@ -131,13 +144,14 @@ def _run_group(
     by_id: Mapping[str, Question],
     by_name: Mapping[str, ModelSpec],
     counts: dict[str, dict[str, int]],
+    first_errors: dict[str, str],
     store: RunStore,
     progress: Callable[[str, int], Any],
     backends: Mapping[str, ChatBackend],
 ) -> None:
     given = backends.get(group[0].name)
     # a shared engine is built for the base model; each request names its own adapter (None for the base itself)
-    backend = given or make_backend(group[0] if len(group) == 1 else replace(group[0], adapter=None))
+    backend = given or make_backend(_group_spec(group))
 
     def on_done(req: ChatRequest, result: ChatResult) -> list[ChatRequest] | None:
         spec = by_name[req.meta["model"]]
@@ -145,6 +159,7 @@ def _run_group(
         c["requested"] += 1
         if result.error is not None:
             c["errors"] += 1
+            first_errors.setdefault(spec.name, result.error)
             return None
         q = by_id[req.meta["question_id"]]
         turn = req.meta["turn"]
@@ -169,9 +184,8 @@ def _run_group(
         with progress(f"generate {', '.join(s.name for s in group)}", len(requests)) as bar:
             backend.run(requests, on_done, bar)
     finally:
-        close = getattr(backend, "close", None)
-        if given is None and close is not None:
-            close()  # return GPU memory before the next engine starts
+        if given is None:
+            backend.close()  # return GPU memory before the next engine starts
 
 
 def generate(

@@ -269,9 +269,8 @@ def ask_judge(
         with progress(title, len(requests)) as bar:
             backend.run(requests, on_done, bar)
     finally:
-        close = getattr(backend, "close", None)
-        if given is None and close is not None:
-            close()  # a local judge returns its memory before anything else loads
+        if given is None:
+            backend.close()  # a local judge returns its memory before anything else loads
     return counts["requested"], counts["errors"]
 
 
