@@ -396,3 +396,122 @@ def test_beta_sweep_with_merged_lora(tiny_model: Path, prefs_file: Path, tmp_pat
         assert Path(entry.path).is_absolute() and (Path(entry.path) / "adapter" / "adapter_config.json").is_file()
         assert _weights_changed(Path(entry.path), tiny_model)
         assert _generate(Path(entry.path), None) == 3
+
+
+# ---------------------------------------------------------------------------------------------- precision (dtype)
+
+
+@pytest.mark.parametrize(
+    ("requested", "lora", "cuda", "bf16_ok", "expected"),
+    [
+        ("auto", True, True, True, "bf16"),  # LoRA on a bf16 GPU: frozen base (= reference) in bf16
+        ("auto", False, True, True, "fp32"),  # full weights keep fp32 master weights (bf16 autocast still on)
+        ("auto", True, True, False, "fp32"),  # older GPU
+        ("auto", True, False, False, "fp32"),  # CPU stays fp32
+        ("auto", False, False, False, "fp32"),
+        ("bf16", False, True, True, "bf16"),  # an explicit choice is honoured
+        ("bf16", True, False, False, "bf16"),  # also on CPU
+        ("fp16", True, True, False, "fp16"),
+        ("fp32", True, True, True, "fp32"),
+    ],
+)
+def test_dtype_decision(requested: str, lora: bool, cuda: bool, bf16_ok: bool, expected: str) -> None:
+    from evalsuite.trainers._train import resolve_dtype
+
+    assert resolve_dtype(requested, lora=lora, cuda=cuda, bf16_supported=bf16_ok) == expected
+
+
+def test_dtype_choices_that_cannot_train_are_input_errors_before_anything_loads(tmp_path: Path, prefs_file: Path) -> None:
+    from evalsuite.trainers._train import resolve_dtype
+
+    with pytest.raises(InputError, match="cannot compute in bf16"):
+        resolve_dtype("bf16", lora=True, cuda=True, bf16_supported=False)
+    with pytest.raises(InputError, match="fp16 full-weight"):
+        TrainOptions(dtype="fp16").validate(get_variant("dpo"))
+    TrainOptions(dtype="fp16", lora=True).validate(get_variant("dpo"))
+    with pytest.raises(InputError, match=r"unknown dtype 'half'.*auto, bf16, fp16, fp32"):
+        train_variant("dpo", model=str(tmp_path / "absent"), data=str(prefs_file), options=TrainOptions(dtype="half"),
+                      out_dir=tmp_path)
+
+
+def test_config_dtypes_map_to_option_values() -> None:
+    import torch
+
+    from evalsuite.trainers._train import dtype_flag
+
+    assert [dtype_flag(v) for v in (torch.bfloat16, "bfloat16", "float16", "torch.float32", "fp32", None, "int8")] == [
+        "bf16", "bf16", "fp16", "fp32", "fp32", None, None
+    ]
+
+
+def test_cast_saved_weights_casts_floats_and_config_only(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from evalsuite.trainers._train import cast_saved_weights, stored_dtype
+
+    weights = {"w": torch.randn(4, 4), "b": torch.randn(4), "ids": torch.arange(3)}
+    save_file(weights, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text(json.dumps({"dtype": "float32", "hidden_size": 4}))
+    assert stored_dtype(tmp_path) == "fp32"
+    assert cast_saved_weights(tmp_path, "bf16") is True
+    cast = load_file(tmp_path / "model.safetensors")
+    assert cast["w"].dtype == cast["b"].dtype == torch.bfloat16 and cast["ids"].dtype == torch.int64
+    assert torch.equal(cast["w"], weights["w"].to(torch.bfloat16)) and torch.equal(cast["ids"], weights["ids"])
+    assert json.loads((tmp_path / "config.json").read_text()) == {"dtype": "bfloat16", "hidden_size": 4}
+    assert stored_dtype(tmp_path) == "bf16"
+    assert cast_saved_weights(tmp_path, "bf16") is False  # already there: nothing rewritten
+
+
+@pytest.fixture(scope="session")
+def tiny_bf16_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model stored in bf16 (config dtype bfloat16), as most real SFT checkpoints are."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-bf16") / "sft"
+    shutil.copytree(tiny_model, out)
+    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_full_weights_trained_in_fp32_are_saved_in_the_bf16_base_dtype(
+    tiny_bf16_model: Path, prefs_file: Path, tmp_path: Path
+) -> None:
+    from evalsuite.trainers._train import base_dtype, stored_dtype
+
+    assert base_dtype(str(tiny_bf16_model)) == "bf16" and stored_dtype(tiny_bf16_model) == "bf16"
+    (entry,) = train_variant("dpo", model=str(tiny_bf16_model), data=str(prefs_file), out_dir=tmp_path / "ckpt",
+                             options=TrainOptions(max_steps=1, batch_size=4, lr=1e-3, seed=0), progress=False)
+    checkpoint = Path(entry.path)
+    assert (entry.extra["dtype"], entry.extra["saved_dtype"]) == ("fp32", "bf16")  # CPU: fp32 master weights
+    assert stored_dtype(checkpoint) == "bf16"
+    assert json.loads((checkpoint / "config.json").read_text())["dtype"] == "bfloat16"
+    assert _weights_changed(checkpoint, tiny_bf16_model)  # the step survived the cast back to bf16
+    assert _generate(checkpoint, None) == 3
+
+
+@pytest.mark.slow
+def test_lora_over_a_bf16_base_loaded_in_bf16_keeps_the_adapter_fp32(
+    tiny_bf16_model: Path, prefs_file: Path, tmp_path: Path
+) -> None:
+    from evalsuite.trainers._train import stored_dtype
+
+    options = TrainOptions(max_steps=1, batch_size=4, lr=1e-3, seed=0, lora=True, lora_r=4, lora_alpha=8, dtype="bf16")
+    (entry,) = train_variant("dpo", model=str(tiny_bf16_model), data=str(prefs_file), out_dir=tmp_path / "ckpt",
+                             options=options, progress=False)
+    assert (entry.extra["dtype"], entry.extra["saved_dtype"]) == ("bf16", "fp32")
+    assert stored_dtype(Path(entry.path)) == "fp32" and stored_dtype(tiny_bf16_model) == "bf16"  # base untouched
+    assert _generate(Path(entry.path), tiny_bf16_model) == 3
+
+
+def test_train_cli_dtype_flag_reaches_the_options(tmp_path: Path, prefs_file: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "train", "dpo", "--model", str(tmp_path), "--data", str(prefs_file),
+         "--full", "--dtype", "fp16"], capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert out.returncode == 2 and "fp16 full-weight training cannot work" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

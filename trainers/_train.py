@@ -9,6 +9,12 @@ Reference model: with LoRA, TRL uses the adapter-off base as the reference (no s
 weights, reference log-probs are precomputed once before training (``precompute_ref_log_probs=True``), so no frozen
 copy is kept either. SimPO needs no reference.
 
+Precision (``TrainOptions.dtype``, ``--dtype``; :func:`resolve_dtype` decides): LoRA runs on a GPU with bf16 load the
+frozen base (which is also the reference) in bf16, half the memory of fp32; PEFT keeps the adapter itself in fp32.
+Full-weight runs keep fp32 master weights unless told otherwise, with bf16 autocast on such a GPU: AdamW steps at
+preference-tuning rates (1e-6) are below bf16's resolution and would mostly round away. On CPU everything is fp32.
+Whatever the run computed in, full weights are saved in the base checkpoint's own dtype (:func:`base_dtype`).
+
 Multi-GPU, DeepSpeed and FSDP come from ``accelerate``, not from this module::
 
     accelerate launch --num_processes 8 -m evalsuite.cli train dpo --model ./sft --data prefs.jsonl --grid
@@ -71,6 +77,66 @@ TRL_METRIC_NAMES: dict[str, str] = {
 }
 
 
+# Weight precisions a run can load in: option value -> torch dtype name.
+DTYPES: dict[str, str] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+DTYPE_CHOICES: tuple[str, ...] = ("auto", *DTYPES)
+
+
+def resolve_dtype(requested: str, *, lora: bool, cuda: bool, bf16_supported: bool) -> str:
+    """The precision to load the policy in (with LoRA also the frozen base, i.e. the reference): bf16, fp16 or fp32.
+
+    ``auto``: bf16 for LoRA runs on a GPU that supports it, fp32 otherwise (CPU, older GPU, full weights: see the
+    module docstring). An explicit choice is honoured, except what cannot train: bf16 on a GPU without it, and fp16
+    full weights (the fp16 loss scaler needs fp32 master weights to unscale into).
+
+    >>> resolve_dtype("auto", lora=True, cuda=True, bf16_supported=True)
+    'bf16'
+    >>> resolve_dtype("auto", lora=False, cuda=True, bf16_supported=True)
+    'fp32'
+    >>> resolve_dtype("auto", lora=True, cuda=False, bf16_supported=False)
+    'fp32'
+    >>> resolve_dtype("bf16", lora=False, cuda=False, bf16_supported=False)
+    'bf16'
+    """
+    if requested not in DTYPE_CHOICES:
+        raise InputError(f"unknown dtype {requested!r}", fix=f"use one of {', '.join(DTYPE_CHOICES)}")
+    if requested == "auto":
+        return "bf16" if lora and cuda and bf16_supported else "fp32"
+    if requested == "fp16" and not lora:
+        raise InputError(
+            "fp16 full-weight training cannot work: the fp16 loss scaler needs fp32 master weights",
+            fix="use --dtype bf16 or fp32, or train a LoRA adapter (--lora)",
+        )
+    if requested == "bf16" and cuda and not bf16_supported:
+        raise InputError("this GPU cannot compute in bf16", fix="use --dtype fp32 (or fp16 with --lora)")
+    return requested
+
+
+def dtype_flag(value: object) -> str | None:
+    """A config's dtype (``torch.bfloat16``, ``"bfloat16"``, ``"bf16"``) as an option value; None when unknown or unset.
+
+    >>> dtype_flag("bfloat16"), dtype_flag("torch.float16"), dtype_flag(None), dtype_flag("float8_e4m3fn")
+    ('bf16', 'fp16', None, None)
+    """
+    name = str(value).removeprefix("torch.") if value is not None else ""
+    if name in DTYPES:
+        return name
+    return next((flag for flag, torch_name in DTYPES.items() if torch_name == name), None)
+
+
+def base_dtype(model: str) -> str:
+    """The dtype the checkpoint ``model`` is stored in, from its config (``dtype``, or ``torch_dtype`` before
+    transformers 5); fp32 when the config does not say (transformers' own default)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    for key in ("dtype", "torch_dtype"):
+        flag = dtype_flag(config.to_dict().get(key))
+        if flag is not None:
+            return flag
+    return "fp32"
+
+
 @dataclass
 class TrainOptions:
     """Settings shared by every run of a sweep (the beta is per run)."""
@@ -90,7 +156,8 @@ class TrainOptions:
     seed: int = 0
     logging_steps: int = 1
     simpo_gamma: float = 0.5
-    bf16: bool | None = None  # None: on when the GPU supports it
+    bf16: bool | None = None  # bf16 autocast (mixed precision); None: on when the GPU supports it
+    dtype: str = "auto"  # weights as loaded: auto | bf16 | fp16 | fp32 (see resolve_dtype)
     gradient_checkpointing: bool | None = None  # None: on with a GPU (saves memory), off on CPU (only slows)
     report_to: str = "none"
 
@@ -108,6 +175,8 @@ class TrainOptions:
             raise InputError("KTO needs a per-device batch of at least 2", fix="pass --batch-size 2 or more")
         if self.merge and not self.lora:
             raise InputError("--merge applies to LoRA training only", fix="add --lora or drop --merge")
+        # Device-independent checks now, before anything loads; the GPU's own abilities are checked when training.
+        resolve_dtype(self.dtype, lora=self.lora, cuda=False, bf16_supported=False)
 
 
 def metrics_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
@@ -184,12 +253,22 @@ def _check_model(model: str) -> None:
         raise InputError("model directory not found", where=model, fix="point --model at the SFT checkpoint directory")
 
 
-def _common_args(options: TrainOptions, run_dir: Path, *, progress: bool) -> dict[str, Any]:
+def _device_dtype(options: TrainOptions) -> str:
+    """``resolve_dtype`` for this machine's device."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16_supported = bool(cuda and torch.cuda.is_bf16_supported())
+    return resolve_dtype(options.dtype, lora=options.lora, cuda=cuda, bf16_supported=bf16_supported)
+
+
+def _common_args(options: TrainOptions, run_dir: Path, *, progress: bool, dtype: str = "fp32") -> dict[str, Any]:
     import torch
     from transformers import TrainingArguments
 
     on_gpu = torch.cuda.is_available()
-    bf16 = options.bf16 if options.bf16 is not None else bool(on_gpu and torch.cuda.is_bf16_supported())
+    gpu_bf16 = bool(on_gpu and torch.cuda.is_bf16_supported())
+    bf16 = options.bf16 if options.bf16 is not None else gpu_bf16 and dtype != "fp16"
     checkpointing = options.gradient_checkpointing if options.gradient_checkpointing is not None else on_gpu
     return {
         "output_dir": str(run_dir),
@@ -203,6 +282,8 @@ def _common_args(options: TrainOptions, run_dir: Path, *, progress: bool) -> dic
         "seed": options.seed,
         # TRL's configs default bf16 to True, which a CPU or an older GPU cannot run: always decide it here.
         "bf16": bf16,
+        # fp16 weights (LoRA only) on a GPU: fp16 autocast with loss scaling over the fp32 adapter.
+        "fp16": bool(on_gpu and dtype == "fp16" and not bf16),
         # transformers 5 renamed gradient_checkpointing; the old name (TRL's default) now warns on every run.
         (
             "activation_checkpointing"
@@ -294,6 +375,69 @@ def _merge_adapter(base: str, adapter_dir: Path, out: Path, tokenizer: "PreTrain
     tokenizer.save_pretrained(out)
 
 
+# safetensors' dtype codes -> option values.
+_SAFETENSORS_DTYPES: dict[str, str] = {"BF16": "bf16", "F16": "fp16", "F32": "fp32"}
+
+
+def stored_dtype(folder: Path) -> str | None:
+    """The dtype of the floating tensors saved in ``folder`` (safetensors), ``"mixed"`` when they differ; None when
+    there are none."""
+    from safetensors import safe_open
+
+    found: set[str] = set()
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as fh:
+            for key in fh.keys():
+                code = fh.get_slice(key).get_dtype()
+                if code in _SAFETENSORS_DTYPES or code.startswith(("F", "BF")):
+                    found.add(_SAFETENSORS_DTYPES.get(code, code.lower()))
+    if not found:
+        return None
+    return found.pop() if len(found) == 1 else "mixed"
+
+
+def cast_saved_weights(folder: Path, dtype: str) -> bool:
+    """Rewrite the full-weight checkpoint in ``folder`` (safetensors) so its floating tensors and its config are in
+    ``dtype``; True when anything changed. Done on the files, so it works the same after any distributed save."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    target = getattr(torch, DTYPES[dtype])
+    changed = False
+    sizes = 0
+    for shard in sorted(folder.glob("*.safetensors")):
+        tensors: dict[str, Any] = {}
+        shard_changed = False
+        with safe_open(str(shard), framework="pt") as fh:
+            metadata = fh.metadata() or {"format": "pt"}
+            for key in fh.keys():
+                tensor = fh.get_tensor(key)
+                if tensor.is_floating_point() and tensor.dtype != target:
+                    tensor = tensor.to(target)
+                    shard_changed = True
+                tensors[key] = tensor
+                sizes += tensor.numel() * tensor.element_size()
+        if shard_changed:
+            save_file(tensors, str(shard), metadata=metadata)
+            changed = True
+        del tensors
+    index = folder / "model.safetensors.index.json"
+    if changed and index.is_file():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data.setdefault("metadata", {})["total_size"] = sizes
+        index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    config_path = folder / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        keys = [k for k in ("dtype", "torch_dtype") if k in config] or ["dtype"]
+        if any(config.get(k) != DTYPES[dtype] for k in keys):
+            config.update({k: DTYPES[dtype] for k in keys})
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            changed = True
+    return changed
+
+
 def _local_or_id(value: str) -> str:
     path = Path(value).expanduser()
     return str(path.resolve()) if path.exists() else value
@@ -343,10 +487,11 @@ def _train_one(
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = run_dir / "metrics.jsonl"
 
-    common = _common_args(options, run_dir, progress=progress)
+    dtype = _device_dtype(options)
+    common = _common_args(options, run_dir, progress=progress, dtype=dtype)
     trainer_cls, config = TRAINER_BUILDERS[spec.trainer](spec, beta, options, common)
-    # fp32 master weights (TRL's own default): bf16 weights would round away updates at preference-tuning rates.
-    policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    # fp32 unless bf16/fp16 was chosen (see resolve_dtype): full weights keep fp32 master weights by default.
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
     with _tqdm_disabled(not progress):
         trainer = trainer_cls(
             model=policy,
@@ -374,6 +519,9 @@ def _train_one(
     tokenizer.save_pretrained(run_dir)
     if options.lora and options.merge:
         _merge_adapter(model, weights_dir, run_dir, tokenizer)
+    if not adapter_only:
+        # Full (or merged) weights go out in the base checkpoint's dtype, whatever the run computed in.
+        cast_saved_weights(run_dir, base_dtype(model))
 
     metrics = read_metrics(metrics_path)
     flags = training_flags(metrics)
@@ -384,6 +532,8 @@ def _train_one(
         "steps": steps,
         "train_runtime": round(float(result.metrics.get("train_runtime", 0.0)), 2),
         "loss_type": spec.loss_type,
+        "dtype": dtype,  # the weights as trained
+        "saved_dtype": stored_dtype(run_dir),  # full weights: the base's; a LoRA adapter: as PEFT keeps it (fp32)
         "options": asdict(options),
         "trl_version": trl.__version__,
     }
@@ -467,7 +617,14 @@ __all__ = [
     "STABLE_METRICS",
     "TRAINER_BUILDERS",
     "TRL_METRIC_NAMES",
+    "DTYPES",
+    "DTYPE_CHOICES",
     "TrainOptions",
+    "base_dtype",
+    "cast_saved_weights",
+    "dtype_flag",
+    "resolve_dtype",
+    "stored_dtype",
     "metrics_row",
     "read_metrics",
     "train_variant",

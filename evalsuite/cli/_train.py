@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from evalsuite.trainers._train import TrainOptions
+from evalsuite.trainers._train import DTYPE_CHOICES, TrainOptions
 from evalsuite.trainers._variants import VARIANTS
 
 _DEFAULTS = TrainOptions()
@@ -58,7 +58,14 @@ _DEFAULTS = TrainOptions()
 )
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--logging-steps", type=int, default=_DEFAULTS.logging_steps, show_default=True)
-@click.option("--bf16/--no-bf16", default=None, help="Default: on when the GPU supports it.")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast. Default: on when the GPU supports it.")
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPE_CHOICES)),
+    default=_DEFAULTS.dtype,
+    show_default=True,
+    help="Weights as loaded. auto: bf16 for LoRA on a bf16 GPU, else fp32. Full weights are saved in the base's dtype.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train_cmd(
     variant: str,
@@ -85,6 +92,7 @@ def train_cmd(
     seed: int,
     logging_steps: int,
     bf16: bool | None,
+    dtype: str,
     quiet: bool,
 ) -> None:
     """Train VARIANT (sft, dpo, ipo, simpo, kto) from --model on --data, one checkpoint per beta."""
@@ -111,6 +119,7 @@ def train_cmd(
         logging_steps=logging_steps,
         simpo_gamma=simpo_gamma,
         bf16=bf16,
+        dtype=dtype,
     )
     trained = train(
         variant,
