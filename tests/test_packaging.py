@@ -94,13 +94,19 @@ def test_wheel_install_runs_compare_on_the_bundled_benchmark_from_anywhere(wheel
         return subprocess.run([str(bindir / "evalsuite"), *args], cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=180)
 
-    where = subprocess.run(
-        [str(bindir / "python"), "-c",
-         "import evalsuite, evalsuite._resources as r\n"
-         "print(evalsuite.__file__, r.benchmarks_dir(), r.prompts_dir(), r.demo_data_dir(), sep='\\n')"],
-        cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.split("\n")
-    for found in filter(None, where):
+    probe = (
+        "import json, evalsuite, evalsuite._resources as r\n"
+        "from evalsuite.demo.tiny import _bundled_texts\n"
+        "print(json.dumps({'paths': [evalsuite.__file__, str(r.benchmarks_dir()), str(r.prompts_dir()),\n"
+        "                            str(r.demo_data_dir())], 'corpus': _bundled_texts()}))\n"
+    )
+    installed = json.loads(subprocess.run([str(bindir / "python"), "-c", probe], cwd=cwd, env=env,
+                                          capture_output=True, text=True, check=True).stdout)
+    for found in installed["paths"]:
         assert Path(found).resolve().is_relative_to(purelib.resolve()), (found, purelib)
+    from evalsuite.demo.tiny import _bundled_texts
+
+    assert installed["corpus"] == _bundled_texts()  # the tiny tokenizer is trained on the same text as in a checkout
 
     questions = [json.loads(line) for line in (ROOT / "benchmarks" / "mtb-style" / "question.jsonl").open()]
     n_questions = len({q["category"] for q in questions})  # limit = 1: one question per category
