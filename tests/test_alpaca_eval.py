@@ -102,3 +102,56 @@ def test_bad_records_name_file_and_index(tmp_path: Path, records: object, messag
     with pytest.raises(InputError, match=message) as info:
         read_alpaca_eval_annotations(path)
     assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------- what an import keeps
+
+
+def _run_import(tmp_path: Path, src: Path, out: str = "ae") -> dict:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "evalsuite", "import-judgments", str(src), "--format", "alpaca-eval",
+                          "--run-dir", out, "--resamples", "500"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return {"results": json.loads((tmp_path / out / "results.json").read_text()), "stderr": res.stderr,
+            "leaderboard": (tmp_path / out / "leaderboard.md").read_text()}
+
+
+def test_import_keeps_lengths_and_the_sources_standard_error(tmp_path: Path) -> None:
+    recs = []
+    for i in range(40):
+        r = _record([2, 1, 0, 1.5][i % 4])
+        r["instruction"] = f"Say hi {i}."
+        r["output_1"] = "b" * (10 + i)  # baseline
+        r["output_2"] = "c" * (100 + 3 * i) if i % 4 == 0 else "c" * (20 + i)  # long answers win here
+        recs.append(r)
+    out = _run_import(tmp_path, _write(tmp_path, recs))
+    (c,) = out["results"]["comparisons"]
+    assert c["avg_length"] == pytest.approx(sum(len(r["output_2"]) for r in recs) / 40, abs=0.05)
+    assert c["avg_length_baseline"] == pytest.approx(sum(len(r["output_1"]) for r in recs) / 40, abs=0.05)
+    _, se = alpaca_eval_win_rate(read_alpaca_eval_annotations(_write(tmp_path, recs)))
+    assert c["external_se"] == pytest.approx(se / 100, abs=1e-6)
+    # LC is computed from the lengths, not copied from the raw rate: the wins here are the long answers
+    assert c["lc_win_rate"] is not None and c["lc_win_rate"] != c["win_rate"]
+    assert "(the source's own SE)" in out["stderr"]
+
+
+def test_unknown_lengths_give_no_length_controlled_rate(tmp_path: Path) -> None:
+    recs = [_record([2, 1, 0][i % 3]) for i in range(12)]
+    for r in recs[::2]:
+        del r["output_2"]  # annotations without the answer text: lengths unknown
+    (c,) = _run_import(tmp_path, _write(tmp_path, recs))["results"]["comparisons"]
+    assert c["lc_win_rate"] is None and c["avg_length"] is None and c["win_rate"] is not None
+
+
+@pytest.mark.parametrize("file_name", ["vicuna-13b", "alpaca-7b"])
+def test_real_import_lengths_and_se_match_the_leaderboard(tmp_path: Path, file_name: str) -> None:
+    path = DATA / "annotations" / f"{file_name}.json"
+    if not path.exists():
+        pytest.skip("shared AlpacaEval data not available")
+    row = _leaderboard()[MODELS[file_name]]
+    (c,) = _run_import(tmp_path, path)["results"]["comparisons"]
+    assert int(c["avg_length"]) == int(row["avg_length"])  # AlpacaEval's avg_length: mean characters of the outputs
+    assert 100 * c["external_se"] == pytest.approx(float(row["standard_error"]), abs=0.01)
+    assert c["lc_win_rate"] is not None and c["lc_win_rate"] != c["win_rate"]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
-
-from evalsuite.errors import InputError
 
 
 @click.command("export")
@@ -53,61 +49,16 @@ def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str
 
     Then `evalsuite report --run-dir DIR` and `evalsuite gate` work on them like on a run of evalsuite's own.
     """
-    from evalsuite import __version__
-    from evalsuite.bench import read_questions
-    from evalsuite.compare import write_outputs
     from evalsuite.cli._run import print_summary
-    from evalsuite.judge.swap import build_matches
-    from evalsuite.records import Question
-    from evalsuite.report.results import StatsOptions, build_results, orient_to
-    from evalsuite.store import RunStore
+    from evalsuite.interop.judgments import import_judgments
+    from evalsuite.report.results import StatsOptions
 
-    options = StatsOptions(n_resamples=resamples, seed=seed)
-    if fmt == "alpaca-eval":
-        from evalsuite.interop.alpaca_eval import read_alpaca_eval_annotations
-
-        matches = read_alpaca_eval_annotations(file)
-        base = baseline or matches[0].model_y
-        cands = sorted({m.model_x for m in matches} - {base})
-        judge = "alpaca_eval_gpt4 (imported)"
-        note = "Imported AlpacaEval annotations: one judged order per instruction, so position consistency is not measured."
-        n_questions = len({m.question_id for m in matches})
-        categories = ["alpaca_eval"]
-    else:
-        from evalsuite.interop.fastchat import read_fastchat_pair_judgments
-
-        judgments = read_fastchat_pair_judgments(file)
-        models = sorted({j.model_a for j in judgments} | {j.model_b for j in judgments})
-        if baseline is None or baseline not in models:
-            raise InputError(f"--baseline must name one of {models}", where=file, fix="pass --baseline MODEL")
-        base = baseline
-        cands = [m for m in models if m != base]
-        if bench_path:
-            qs = {q.question_id: q for q in read_questions(bench_path)}
-        else:
-            qs = {j.question_id: Question(j.question_id, "unknown", ("",)) for j in judgments}
-        missing = sorted({j.question_id for j in judgments} - set(qs))
-        if missing:
-            raise InputError(f"judged questions {missing[:5]} are not in {bench_path}", fix="pass the matching question.jsonl")
-        with RunStore(run_dir) as store:
-            store.put_questions(qs.values())
-            store.put_judgments(judgments)
-        categories_map = {q: qs[q].category for q in qs}
-        matches = build_matches(judgments, categories_map, mode, orient_to(base, cands))  # type: ignore[arg-type]
-        judge = judgments[0].judge
-        note = f"Imported FastChat pair judgments from {file}."
-        n_questions = len({j.question_id for j in judgments})
-        categories = sorted({m.category for m in matches})
-    meta = {
-        "evalsuite_version": __version__,
-        "run_dir": run_dir,
-        "benchmark": {"name": Path(file).name, "n_questions": n_questions, "categories": categories},
-        "judge": judge,
-        "templates": [],
-        "mode": mode,
-        "note": note,
-    }
-    results = build_results(matches, baseline=base, candidates=cands, lengths={}, options=options, meta=meta)
-    rp, lp = write_outputs(results, Path(run_dir))
-    print_summary(results)
-    click.echo(f"wrote {rp} and {lp}", err=True)
+    outcome = import_judgments(file, fmt, baseline=baseline, run_dir=run_dir, questions=bench_path, mode=mode,
+                               options=StatsOptions(n_resamples=resamples, seed=seed))
+    print_summary(outcome.results)
+    for c in outcome.results.comparisons:
+        if c.external_se is not None and c.win_rate is not None:
+            click.echo(f"{c.model}: win rate {100 * c.win_rate:.2f}% ± {100 * c.external_se:.2f} (the source's own SE); "
+                       f"clustered {100 * outcome.results.stats.confidence:.0f}% CI [{100 * (c.ci_low or 0):.2f}, "
+                       f"{100 * (c.ci_high or 0):.2f}]", err=True)
+    click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
