@@ -69,7 +69,7 @@ def tokens_per_example(tokenizer: Any, rows: list[dict[str, Any]], keys: tuple[s
     return total / len(rows)
 
 
-def run_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespace, out: Path) -> dict[str, float]:
+def run_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Train through evalsuite's own trainer layer (evalsuite.trainers.train_variant: TRL + PEFT underneath), so this
     check covers the project's bf16, activation-checkpointing and LoRA settings, not just the libraries."""
     import json
@@ -84,7 +84,8 @@ def run_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespa
     data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     rows, keys = (unpaired_rows(pairs), ("completion",)) if variant == "kto" else (pairs, ("chosen", "rejected"))
     options = TrainOptions(lr=5e-5, max_steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
-                           lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, logging_steps=1, seed=0)
+                           lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, logging_steps=1, seed=0,
+                           dtype=args.dtype)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
@@ -102,6 +103,7 @@ def run_variant(variant: str, base: Path, tokenizer: Any, args: argparse.Namespa
         "first_loss": losses[0] if losses else float("nan"),
         "last_loss": losses[-1] if losses else float("nan"),
         "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
+        "dtype": entry.extra.get("dtype", "?"),  # the base's weights as trained (auto: bf16 on a bf16 GPU)
     }
     gc.collect()
     if cuda:
@@ -152,6 +154,8 @@ def main() -> int:
     parser.add_argument("--variants", default="dpo,ipo,simpo,kto")
     parser.add_argument("--gen-prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                        help="weights as loaded for training (evalsuite train --dtype)")
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny model, 2 steps, on CPU: API check only")
     args = parser.parse_args()
 
@@ -178,11 +182,11 @@ def main() -> int:
         print(f"training: LoRA r=16 all-linear, {args.steps} steps x batch {args.batch_size}, "
               f"max_length {args.max_length}")
         print(f"{'variant':8} {'wall s':>8} {'tokens/s':>10} {'samples/s':>10} {'loss first':>11} {'loss last':>10} "
-              f"{'peak GPU MiB':>13}")
+              f"{'peak GPU MiB':>13} {'weights':>8}")
         for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
             r = run_variant(variant, base, tokenizer, args, Path(tmp))
             print(f"{variant:8} {r['wall_s']:>8.2f} {r['tokens_per_s']:>10.0f} {r['samples_per_s']:>10.2f} "
-                  f"{r['first_loss']:>11.4f} {r['last_loss']:>10.4f} {r['peak_mib']:>13.0f}", flush=True)
+                  f"{r['first_loss']:>11.4f} {r['last_loss']:>10.4f} {r['peak_mib']:>13.0f} {r['dtype']:>8}", flush=True)
         print("tokens/s counts the tokens of each example the policy reads (prompt + chosen + rejected for pairs, "
               "prompt + completion for KTO); reference-model and KTO KL passes are extra work not counted.")
         time_generation(base, args)
