@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import InputError
+from evalsuite.jsonl import iter_jsonl
 from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
 from evalsuite.trainers._variants import VariantSpec, get_variant, resolve_betas
 from evalsuite.trainers.health import training_flags
@@ -200,7 +201,7 @@ def metrics_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The lines of a metrics.jsonl file."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 def _metrics_writer(path: Path) -> "TrainerCallback":
