@@ -203,6 +203,7 @@ def plan_judge_requests(
 def judgment_from_result(req: ChatRequest, result: ChatResult) -> Judgment:
     m = req.meta
     parsed_verdict: Verdict
+    reason: str | None
     score = None
     if result.error is not None:
         parsed_verdict, reason, p_first = "error", "api", None
