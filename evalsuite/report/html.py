@@ -314,7 +314,7 @@ th, td { border: 1px solid var(--line); padding: 3px 8px; white-space: nowrap; }
   display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; z-index: 2; }
 #filters label { white-space: nowrap; } #filters select { margin-left: 4px; }
 #match-count { font-weight: 600; margin-left: auto; }
-.match { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; }
+.match { border: 1px solid var(--line); border-radius: 6px; margin: 6px 0; scroll-margin-top: 64px; }
 .match > summary { cursor: pointer; padding: 6px 10px; display: flex; gap: 10px; align-items: baseline; list-style: none; }
 .match > summary::-webkit-details-marker { display: none; }
 .match[open] > summary { background: var(--bg2); border-bottom: 1px solid var(--line); }
