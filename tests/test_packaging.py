@@ -40,6 +40,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_ships_prompts_benchmarks_demo_data_and_trainers(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
+    # every data file of the source the wheel was built from, wherever pyproject maps its folder (a file that the
+    # package-data globs miss fails here)
+    src = wheel.parents[1] / "src"
+    mapped = {"prompts": "evalsuite/prompts", "benchmarks": "evalsuite/benchmarks", "evalsuite": "evalsuite"}
+    for folder, inside in mapped.items():
+        for path in (src / folder).rglob("*"):
+            if path.is_file() and path.suffix != ".py":
+                assert f"{inside}/{path.relative_to(src / folder).as_posix()}" in names, path
     assert "evalsuite/prompts/pairwise.j2" in names
     assert "evalsuite/benchmarks/mtb-style/question.jsonl" in names
     assert "evalsuite/demo/data/prefs.jsonl" in names
