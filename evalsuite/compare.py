@@ -104,7 +104,7 @@ def compute_results(
     ids = {q.question_id for q in questions}
     answers = {m: {q: a for q, a in store.answers(m).items() if q in ids} for m in (baseline.name, *cand_names)}
     lengths = answer_lengths(answers)
-    templates = sorted({(m.xy or m.yx).template + ":" + (m.xy or m.yx).template_hash for m in matches if (m.xy or m.yx)})
+    templates = sorted({f"{j.template}:{j.template_hash}" for m in matches for j in (m.xy or m.yx,) if j is not None})
     specs = {s.name: s for s in (baseline, *candidates)}
     info = RunInfo(
         evalsuite_version=__version__,

@@ -156,7 +156,8 @@ def build_matches(
     """
     orient_pair = orient or _sorted_pair
     # key -> {(shown first, shown second): judgment}
-    groups: dict[tuple[str, str, str, str, int, str, str], dict[tuple[str, str], Judgment]] = {}
+    # (question, turn, X, Y, judge, template, template hash) -> {(shown first, shown second): judgment}
+    groups: dict[tuple[str, int, str, str, str, str, str], dict[tuple[str, str], Judgment]] = {}
     for j in judgments:
         if j.model_a == j.model_b:
             raise ValueError(f"judgment of {j.model_a!r} against itself (question {j.question_id}, turn {j.turn})")

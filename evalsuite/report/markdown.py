@@ -156,12 +156,12 @@ def render_markdown(results: Results) -> str:
         lines += ["## Variant vs variant", "", "Difference of win rates against the same baseline on the same questions (paired question-clustered bootstrap); direct win rate where the two were judged head to head.", ""]
         prow = []
         for p in pairs:
-            d = p.direct
+            direct = p.direct
             prow.append([
                 f"`{p.model_1}` − `{p.model_2}`", f"{_pts(p.diff)} pts",
                 f"[{_pts(p.ci_low)}, {_pts(p.ci_high)}]", format_p(p.p_value, p.p_value_bound, b),
                 format_p(p.p_holm, p.p_holm_bound, b),
-                "–" if not d else f"{_pct(d.win_rate)} ({d.wins}/{d.ties}/{d.losses})",
+                "–" if not direct else f"{_pct(direct.win_rate)} ({direct.wins}/{direct.ties}/{direct.losses})",
             ])
         lines += _table(["Comparison", "Difference", "CI", "p", "p (Holm)", "Direct win rate of the first (W/T/L)"], prow, "lrrrrr")
         lines.append("")
@@ -171,9 +171,9 @@ def render_markdown(results: Results) -> str:
     groups = [(f"`{g.judge}`", f"`{g.template}`", str(g.turn), g.health) for g in results.health_by_group]
     if not groups:  # a file written before health was reported per judge x template x turn
         groups = [(f"`{info.judge or '?'}`", f"all (`{c.model}` vs `{baseline}`)", "all", c.health) for c in comps]
-    for judge, template, turn, h in groups + [("all", "all", "all", results.health)]:
+    for judge_cell, template_cell, turn_cell, h in groups + [("all", "all", "all", results.health)]:
         hrows.append([
-            judge, template, turn, str(h.n_judgments), _pct(h.consistency), _pct(h.first_position_win_share),
+            judge_cell, template_cell, turn_cell, str(h.n_judgments), _pct(h.consistency), _pct(h.first_position_win_share),
             _pct(h.tie_share), _pct(h.error_share),
         ])
     lines += _table(["Judge", "Template", "Turn", "Judgments", "Position consistency", "First-position win share",

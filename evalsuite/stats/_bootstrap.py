@@ -213,7 +213,7 @@ def _bca_levels(
     """The two quantile levels of the BCa interval (Efron & Tibshirani 1993, eq. 14.10 and 14.15)."""
     n = resampled.size
     # Mid-rank share below the estimate, so a discrete statistic sitting on the estimate is not biased downwards.
-    share_below = (np.count_nonzero(resampled < estimate) + np.count_nonzero(resampled <= estimate)) / (2.0 * n)
+    share_below = float(np.count_nonzero(resampled < estimate) + np.count_nonzero(resampled <= estimate)) / (2.0 * n)
     share_below = min(max(share_below, 0.5 / n), 1.0 - 0.5 / n)  # keep z0 finite
     z0 = float(ndtri(share_below))
 

@@ -24,7 +24,7 @@ def sign_test(wins: int, losses: int) -> float:
     return float(min(1.0, 2.0 * bdtr(min(int(wins), int(losses)), n, 0.5)))
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values for one family of comparisons, in the order given.
 
     With p sorted ascending p_(1) <= ... <= p_(m), the adjusted value is max over j <= i of min(1, (m - j + 1) p_(j)):
@@ -45,7 +45,9 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def holm_bounded(p_values: Sequence[float], bounds: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+def holm_bounded(
+    p_values: Sequence[float] | np.ndarray, bounds: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Holm-adjusted p-values, and which of them are upper bounds rather than values.
 
     ``bounds[i]`` says p_values[i] is only known to be at most its value (a bootstrap p with no resample on the far
