@@ -11,11 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from evalsuite._resources import demo_data_dir
 from evalsuite.bench import BenchSpec
 from evalsuite.config import Config, JudgingOptions, ModelSpec, resolve_models
+
+if TYPE_CHECKING:
+    from evalsuite.report.results import Results
 
 NOTE = (
     "Demo on tiny random-weight models trained for a few steps on CPU: the judge is as tiny as the contestants, so "
@@ -43,7 +46,7 @@ class DemoOptions:
     seed: int = 0
 
 
-def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Callable[[str, int], Any]) -> dict[str, Any]:
+def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Callable[[str, int], Any]) -> Results:
     from evalsuite.compare import run_compare
     from evalsuite.demo.tiny import build_tiny_model
     from evalsuite.report.results import StatsOptions
