@@ -241,13 +241,33 @@ def _table_html(lines: Sequence[str]) -> str:
     )
 
 
+_OPEN_SECTION_ROWS = 15  # a leaderboard section with more table rows than this starts folded
+
+
 def leaderboard_html(markdown: str) -> str:
     """The leaderboard markdown (``render_markdown``'s subset: headings, quotes, tables, paragraphs, rules) as HTML.
 
+    Each ``##`` section becomes a foldable ``<details>``, open unless its tables hold more than 15 rows (a sweep of
+    many betas has long variant-vs-variant tables; the matches below should stay one scroll away).
+
     >>> leaderboard_html("## Tab\\n\\n| a | b |\\n| :--- | ---: |\\n| `x<y>` | 1 |")
-    '<h2>Tab</h2>\\n<div class="table-wrap"><table><thead><tr><th class="left">a</th><th class="right">b</th></tr></thead><tbody><tr><td class="left"><code>x&lt;y&gt;</code></td><td class="right">1</td></tr></tbody></table></div>'
+    '<details class="section" open><summary><h2>Tab</h2></summary>\\n<div class="table-wrap"><table><thead><tr><th class="left">a</th><th class="right">b</th></tr></thead><tbody><tr><td class="left"><code>x&lt;y&gt;</code></td><td class="right">1</td></tr></tbody></table></div>\\n</details>'
     """
-    blocks: list[str] = []
+    out: list[str] = []
+    section: list[str] | None = None  # blocks of the open ## section
+    section_rows = 0
+
+    def close_section() -> None:
+        nonlocal section, section_rows
+        if section is not None:
+            head, *body = section
+            opened = " open" if section_rows <= _OPEN_SECTION_ROWS else ""
+            out.append("\n".join([f'<details class="section"{opened}><summary>{head}</summary>', *body, "</details>"]))
+        section, section_rows = None, 0
+
+    def emit(block: str) -> None:
+        (section if section is not None else out).append(block)
+
     lines = markdown.splitlines()
     i = 0
     while i < len(lines):
@@ -258,25 +278,33 @@ def leaderboard_html(markdown: str) -> str:
             j = i
             while j < len(lines) and lines[j].startswith("|"):
                 j += 1
-            blocks.append(_table_html(lines[i:j]))
+            emit(_table_html(lines[i:j]))
+            section_rows += j - i - 2
             i = j
         elif line.startswith("#"):
             level = min(len(line) - len(line.lstrip("#")), 6)
-            blocks.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+            heading = f"<h{level}>{_inline(line[level:].strip())}</h{level}>"
+            if level == 2:
+                close_section()
+                section = [heading]
+            else:
+                emit(heading)
             i += 1
         elif line.startswith(">"):
-            blocks.append(f"<blockquote>{_inline(line.lstrip('> ').strip())}</blockquote>")
+            emit(f"<blockquote>{_inline(line.lstrip('> ').strip())}</blockquote>")
             i += 1
         elif line.strip() == "---":
-            blocks.append("<hr>")
+            close_section()  # the footer belongs to no section
+            out.append("<hr>")
             i += 1
         else:
             j = i
             while j < len(lines) and lines[j].strip() and not lines[j].startswith(("|", "#", ">")):
                 j += 1
-            blocks.append("<p>" + _inline(" ".join(lines[i:j])) + "</p>")
+            emit("<p>" + _inline(" ".join(lines[i:j])) + "</p>")
             i = j
-    return "\n".join(blocks)
+    close_section()
+    return "\n".join(out)
 
 
 def _plot_images(results: Results) -> list[tuple[str, str]]:
@@ -309,6 +337,8 @@ blockquote { margin: 8px 0; padding: 4px 12px; border-left: 4px solid var(--line
 th, td { border: 1px solid var(--line); padding: 3px 8px; white-space: nowrap; } th { background: var(--bg2); }
 .right { text-align: right; } .left { text-align: left; }
 #leaderboard details > summary { cursor: pointer; color: var(--muted); margin: 8px 0; }
+#leaderboard details.section > summary h2 { display: inline; color: var(--fg); }
+#leaderboard details.section > summary { margin: 20px 0 8px; }
 .plots img { max-width: 100%; height: auto; border: 1px solid var(--line); margin: 4px 8px 4px 0; max-height: 420px; }
 #filters { position: sticky; top: 0; background: #fff; border-bottom: 1px solid var(--line); padding: 8px 0;
   display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; z-index: 2; }
@@ -507,6 +537,7 @@ _PAGE = """<!DOCTYPE html>
 <style>{css}</style>
 </head>
 <body>
+<nav class="muted"><a href="#judgments">Every match &darr;</a></nav>
 <section id="leaderboard">
 {leaderboard}
 {plots}
