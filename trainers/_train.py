@@ -76,6 +76,21 @@ TRL_METRIC_NAMES: dict[str, str] = {
     "mean_token_accuracy": "token_accuracy",
     "entropy": "entropy",
 }
+# The stable metrics each trainer family (VariantSpec.trainer) logs through TRL_METRIC_NAMES. One that no step of a
+# run logged is a `metrics-missing` health flag, so a TRL release that renames a key cannot silence the checks. (KTO's
+# margin needs desirable and undesirable rows in one batch, so it is not expected of every run.)
+TRAINER_METRICS: dict[str, tuple[str, ...]] = {
+    "dpo": ("loss", "margin", "chosen_reward", "rejected_reward", "chosen_logp", "rejected_logp", "accuracy"),
+    "cpo": ("loss", "margin", "chosen_reward", "rejected_reward", "chosen_logp", "rejected_logp", "accuracy"),
+    "kto": ("loss", "chosen_reward", "rejected_reward", "chosen_logp", "rejected_logp", "kl"),
+    "sft": ("loss",),
+}
+
+
+def expected_metrics(trainer: str) -> dict[str, str]:
+    """Stable name -> the TRL log key it is read from, for every metric ``trainer`` is expected to log."""
+    source = {stable: key for key, stable in TRL_METRIC_NAMES.items()}
+    return {name: source[name] for name in TRAINER_METRICS[trainer]}
 
 
 # Weight precisions a run can load in: option value -> torch dtype name.
@@ -525,7 +540,13 @@ def _train_one(
         cast_saved_weights(run_dir, base_dtype(model))
 
     metrics = read_metrics(metrics_path)
-    flags = training_flags(metrics)
+    flags = training_flags(
+        metrics,
+        beta=beta,
+        reference=spec.uses_reference,  # DPO, IPO, KTO: health reads the log-ratio to the reference (reward / beta)
+        # A run shorter than one logging interval logs nothing, and that is not a renamed key.
+        expected=expected_metrics(spec.trainer) if steps >= options.logging_steps else None,
+    )
     extra: dict[str, Any] = {
         "init_model": _local_or_id(model),  # the checkpoint training started from
         "data": _local_or_id(data),
@@ -617,10 +638,12 @@ def train_variant(
 __all__ = [
     "STABLE_METRICS",
     "TRAINER_BUILDERS",
+    "TRAINER_METRICS",
     "TRL_METRIC_NAMES",
     "DTYPES",
     "DTYPE_CHOICES",
     "TrainOptions",
+    "expected_metrics",
     "base_dtype",
     "cast_saved_weights",
     "dtype_flag",

@@ -7,6 +7,15 @@ values are skipped). No training library is imported here.
 Trend checks compare the mean of the first quarter of the logged values with the mean of the last quarter, which is
 robust to the step-to-step noise of small batches; they need at least ``MIN_POINTS_FOR_TREND`` logged values.
 Threshold checks (margin, KL) apply from the first value.
+
+Where the trainer has a reference (DPO, IPO, KTO: ``reference=True`` with its ``beta``), the chosen and rejected
+checks read the per-batch log-ratio to the reference, ``reward / beta = policy log-prob - reference log-prob`` on
+the same batch: it starts at 0 (the policy starts as the reference) and does not swing with batch composition, as the
+raw summed log-probs of different batches do (by 40+ nats), which hid real collapses. The reference-free SimPO
+keeps the raw log-prob checks.
+
+``expected`` names the metrics the trainer logs: one never logged in a run (TRL renamed its key, say) is a
+``metrics-missing`` flag rather than health checks that silently did not run.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ CHOSEN_LOGP_MAX_DROP_NATS = 20.0
 CHOSEN_LOGP_MAX_DROP_RELATIVE = 0.5
 # Rejected log-prob rising by more than this many nats.
 REJECTED_LOGP_MAX_RISE_NATS = 1.0
+# With a reference: the chosen answers ending (last-quarter mean of the per-batch log-ratio) this many nats below the
+# reference is a collapse (the issue's run: 12-17 nats below with `health ok`); the rejected ones ending above it
+# by REJECTED_LOGP_MAX_RISE_NATS means the dispreferred answers became more likely than before training.
+CHOSEN_LOGRATIO_MAX_DROP_NATS = 10.0
 # KL to the reference (KTO logs it) above this many nats.
 KL_MAX = 10.0
 # Overfitting: reward accuracy pinned at (almost) 1 while the loss is (almost) 0 in the last quarter.
@@ -46,6 +59,11 @@ FIX_COLLAPSE = "beta too small or learning rate too high: raise --beta or lower 
 FIX_NO_EFFECT = "beta too large or data poor: lower --beta, raise --lr, or run `evalsuite data check` on the data"
 FIX_UNSTABLE = "learning rate too high or batch too small: lower --lr or raise --grad-accum"
 FIX_OVERFIT = "too many epochs: lower --epochs (or --max-steps) or add data"
+FIX_METRICS = (
+    "the installed TRL logs under other names: map them in TRL_METRIC_NAMES (evalsuite/trainers/_train.py), "
+    "or install the TRL version evalsuite was tested with"
+)
+METRICS_MISSING = "metrics-missing"
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,7 @@ class Flag:
         return {"code": self.code, "message": self.message, "fix": self.fix}
 
 
-def _series(metrics: Sequence[Mapping[str, float]], key: str) -> tuple[list[int], list[float]]:
+def _series(metrics: Sequence[Mapping[str, float | None]], key: str) -> tuple[list[int], list[float]]:
     steps: list[int] = []
     values: list[float] = []
     for position, row in enumerate(metrics, start=1):
@@ -194,6 +212,66 @@ def _logp_flags(
     return flags
 
 
+def _logratio_flags(
+    steps: list[int], chosen: list[float], rejected: tuple[list[int], list[float]], beta: float
+) -> list[Flag]:
+    flags: list[Flag] = []
+    if len(chosen) >= MIN_POINTS_FOR_TREND:
+        first, last = _quarters(chosen)
+        if last < -CHOSEN_LOGRATIO_MAX_DROP_NATS:
+            flags.append(
+                Flag(
+                    "chosen_logp_falling",
+                    f"chosen answers ended {_fmt(-last)} nats below the reference by step {steps[-1]} (last-quarter "
+                    f"mean of the per-batch log-ratio, chosen reward / beta {beta:g}; first quarter {_fmt(first)}; "
+                    f"limit {CHOSEN_LOGRATIO_MAX_DROP_NATS:g}): the model is unlearning the preferred answers",
+                    FIX_COLLAPSE,
+                )
+            )
+    rejected_steps, values = rejected
+    if len(values) >= MIN_POINTS_FOR_TREND:
+        _, last = _quarters(values)
+        if last > REJECTED_LOGP_MAX_RISE_NATS:
+            flags.append(
+                Flag(
+                    "rejected_logp_rising",
+                    f"rejected answers ended {_fmt(last)} nats above the reference by step {rejected_steps[-1]} "
+                    f"(last-quarter mean of the per-batch log-ratio, rejected reward / beta {beta:g}): "
+                    "the model is making dispreferred answers more likely",
+                    FIX_NO_EFFECT,
+                )
+            )
+    return flags
+
+
+def _log_ratio(metrics: Sequence[Mapping[str, float | None]], reward: str, beta: float) -> tuple[list[int], list[float]]:
+    steps, rewards = _series(metrics, reward)
+    return steps, [r / beta for r in rewards]
+
+
+def _missing_flags(metrics: Sequence[Mapping[str, float | None]], expected: Mapping[str, str]) -> list[Flag]:
+    if not metrics:
+        return [
+            Flag(
+                METRICS_MISSING,
+                "no training step reached metrics.jsonl (the trainer logged no `loss`): no health check ran",
+                FIX_METRICS,
+            )
+        ]
+    missing = [name for name in expected if not _series(metrics, name)[1]]
+    if not missing:
+        return []
+    keys = ", ".join(f"{name} (TRL key {expected[name]!r})" for name in missing)
+    return [
+        Flag(
+            METRICS_MISSING,
+            f"no value of {keys} in any of the {len(metrics)} logged steps: the health checks that read "
+            f"{'it' if len(missing) == 1 else 'them'} did not run",
+            FIX_METRICS,
+        )
+    ]
+
+
 def _kl_flags(steps: list[int], kl: list[float]) -> list[Flag]:
     over = [i for i, v in enumerate(kl) if v > KL_MAX]
     if not over:
@@ -229,12 +307,29 @@ def _overfit_flags(
     return []
 
 
-def training_flags(metrics: Sequence[Mapping[str, float]]) -> list[Flag]:
-    """Warning signs in a run's logged metrics, in a stable order; ``[]`` for a healthy (or too short) run."""
+def training_flags(
+    metrics: Sequence[Mapping[str, float | None]],
+    *,
+    beta: float | None = None,
+    reference: bool = False,
+    expected: Mapping[str, str] | None = None,
+) -> list[Flag]:
+    """Warning signs in a run's logged metrics, in a stable order; ``[]`` for a healthy (or too short) run.
+
+    ``reference`` with ``beta``: the trainer's rewards are ``beta`` x the log-ratio to a reference (DPO, IPO, KTO),
+    and the chosen/rejected checks read that log-ratio; otherwise they read the raw log-probs. ``expected`` maps
+    each metric the trainer should have logged to the trainer's own key for it, for the ``metrics-missing`` flag.
+    """
+    flags = _missing_flags(metrics, expected) if expected is not None else []
     loss = _series(metrics, "loss")
-    flags = _loss_flags(*loss)
+    flags += _loss_flags(*loss)
     flags += _margin_flags(*_series(metrics, "margin"))
-    flags += _logp_flags(_series(metrics, "chosen_logp"), _series(metrics, "rejected_logp"))
+    if reference and beta:
+        flags += _logratio_flags(
+            *_log_ratio(metrics, "chosen_reward", beta), _log_ratio(metrics, "rejected_reward", beta), beta
+        )
+    else:
+        flags += _logp_flags(_series(metrics, "chosen_logp"), _series(metrics, "rejected_logp"))
     flags += _kl_flags(*_series(metrics, "kl"))
     flags += _overfit_flags(loss, _series(metrics, "accuracy"))
     return flags
@@ -242,9 +337,11 @@ def training_flags(metrics: Sequence[Mapping[str, float]]) -> list[Flag]:
 
 __all__ = [
     "CHOSEN_LOGP_MAX_DROP_NATS",
+    "CHOSEN_LOGRATIO_MAX_DROP_NATS",
     "CHOSEN_LOGP_MAX_DROP_RELATIVE",
     "KL_MAX",
     "MARGIN_EXPLODING",
+    "METRICS_MISSING",
     "MIN_POINTS_FOR_TREND",
     "Flag",
     "training_flags",
