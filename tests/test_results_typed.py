@@ -301,3 +301,16 @@ def test_compare_in_games_mode_end_to_end(tmp_path: Path, questions: Path) -> No
     assert r.info.mode == "games" and r.rating("dpo") is not None
     assert [t.turn for t in r.comparisons[0].per_turn] == [1, 2] and r.health_by_group
     assert "(`games` reconciliation" in (tmp_path / "run" / "leaderboard.md").read_text(encoding="utf-8")
+
+
+def test_a_template_edited_mid_run_shows_as_two_health_rows_with_their_hashes() -> None:
+    def j(q: str, a: str, b: str, v: str, h: str) -> Judgment:
+        return Judgment("judge", "pairwise", h, q, 1, a, b, f"[[{v}]]", v)  # type: ignore[arg-type]
+
+    js = [j("q1", "dpo", "sft", "A", "aaaaaaaa1111"), j("q1", "sft", "dpo", "B", "aaaaaaaa1111"),
+          j("q2", "dpo", "sft", "A", "bbbbbbbb2222"), j("q2", "sft", "dpo", "A", "bbbbbbbb2222")]
+    ms = build_matches(js, {"q1": "writing", "q2": "writing"}, "strict", orient_to("sft", ["dpo"]))
+    r = build_results(ms, baseline="sft", candidates=["dpo"], lengths={}, options=StatsOptions(200, 10))
+    assert [(g.template_hash, g.health.consistency) for g in r.health_by_group] == [("aaaaaaaa1111", 1.0), ("bbbbbbbb2222", 0.0)]
+    md = render_markdown(r)
+    assert "`pairwise` (aaaaaaaa) | 1 |" in md and "`pairwise` (bbbbbbbb) | 1 |" in md

@@ -168,7 +168,12 @@ def render_markdown(results: Results) -> str:
 
     lines += ["## Judge health", ""]
     hrows = []
-    groups = [(f"`{g.judge}`", f"`{g.template}`", str(g.turn), g.health) for g in results.health_by_group]
+    # a template edited during a run has two content hashes under one name: show the hash only then
+    hashes: dict[str, set[str]] = {}
+    for g in results.health_by_group:
+        hashes.setdefault(g.template, set()).add(g.template_hash)
+    groups = [(f"`{g.judge}`", f"`{g.template}`" + (f" ({g.template_hash[:8]})" if len(hashes[g.template]) > 1 else ""),
+               str(g.turn), g.health) for g in results.health_by_group]
     if not groups:  # a file written before health was reported per judge x template x turn
         groups = [(f"`{info.judge or '?'}`", f"all (`{c.model}` vs `{baseline}`)", "all", c.health) for c in comps]
     for judge_cell, template_cell, turn_cell, h in groups + [("all", "all", "all", results.health)]:
