@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import click
 
+from evalsuite.interop.answers import ANSWER_FORMATS
+from evalsuite.interop.export import EXPORT_FORMATS
+from evalsuite.interop.judgments import JUDGMENT_FORMATS
+from evalsuite.judge.swap import RECONCILE_MODES
+
 
 @click.command("export")
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False, exists=True))
-@click.option("--format", "fmt", type=click.Choice(["fastchat", "alpaca-eval"]), default="fastchat", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), default="fastchat", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write into (fastchat: model_answer/ and model_judgment/; alpaca-eval: <model>/model_outputs.json).")
 def export_cmd(run_dir: str, fmt: str, out: str) -> None:
@@ -21,7 +26,7 @@ def export_cmd(run_dir: str, fmt: str, out: str) -> None:
 @click.command("import-answers")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", help="Name to store the answers under (default: the model named in each file).")
-@click.option("--format", "fmt", type=click.Choice(["fastchat", "arena-hard", "alpaca-eval"]),
+@click.option("--format", "fmt", type=click.Choice(list(ANSWER_FORMATS)),
               help="The files' format (default: told from the first record).")
 @click.option("--run-dir", default="runs/default", show_default=True, type=click.Path(file_okay=False))
 def import_answers_cmd(files: tuple[str, ...], model: str | None, fmt: str | None, run_dir: str) -> None:
@@ -36,11 +41,12 @@ def import_answers_cmd(files: tuple[str, ...], model: str | None, fmt: str | Non
 
 @click.command("import-judgments")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["fastchat", "alpaca-eval"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(list(JUDGMENT_FORMATS)), required=True)
 @click.option("--baseline", help="Baseline model (AlpacaEval: taken from the file).")
 @click.option("--run-dir", default="runs/imported", show_default=True, type=click.Path(file_okay=False))
 @click.option("--questions", "bench_path", type=click.Path(dir_okay=False), help="question.jsonl giving categories (FastChat).")
-@click.option("--mode", type=click.Choice(["strict", "average"]), default="strict", show_default=True)
+@click.option("--mode", type=click.Choice(list(RECONCILE_MODES)), default="strict", show_default=True,
+              help="Swap reconciliation of two-order judgments (games: each order one game, for Bradley-Terry).")
 @click.option("--resamples", type=int, default=10_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str, bench_path: str | None, mode: str,
