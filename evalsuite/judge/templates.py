@@ -376,7 +376,7 @@ def _parse_j2(data: bytes, path: str) -> JudgeTemplate:
         else:
             # A system prompt without variables renders the same every time: render it once here.
             fixed = system_t.render()
-            render_system = (lambda _v, _s=fixed: _s) if fixed else None
+            render_system = _fixed_renderer(fixed) if fixed else None
     return JudgeTemplate(
         name=meta["name"],
         kind=meta["kind"],
@@ -515,7 +515,7 @@ def _load_jsonl_record(path: str, record_name: str, mtime_ns: int, size: int) ->
         path=where,
         content_hash=_content_hash(raw_line),
         variables=variables,
-        _render_system=(lambda _v, _s=system_text: _s) if system_text else None,
+        _render_system=_fixed_renderer(system_text) if system_text else None,
         _render_user=_format_renderer(user_src, fields),
         _guard=InsertGuard(
             [line for literal, *_ in string.Formatter().parse(user_src) for line in literal.splitlines()]
@@ -532,11 +532,19 @@ def _format_fields(src: str, where: str) -> set[str]:
                          fix="double any literal braces: {{ and }}") from None
 
 
+def _fixed_renderer(text: str) -> Renderer:
+    """A renderer for text with no variables: the same string every call."""
+
+    def render(_variables: Mapping[str, str]) -> str:
+        return text
+
+    return render
+
+
 def _format_renderer(src: str, fields: set[str]) -> Renderer:
     if not fields:
         # No placeholders: str.format would still turn "{{" into "{", so format once and reuse.
-        fixed = src.format()
-        return lambda _v: fixed
+        return _fixed_renderer(src.format())
 
     def render(variables: Mapping[str, str]) -> str:
         values = dict(variables)
