@@ -208,6 +208,8 @@ _TYPED_KEYS: dict[str, tuple[type, ...]] = {
     "tensor_parallel_size": (int,), "dtype": (str,),
 }
 
+_TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true/false)", dict: "table"}
+
 
 def _check_types(name: str, values: dict[str, Any], where: str) -> None:
     for key, types in _TYPED_KEYS.items():
@@ -215,7 +217,7 @@ def _check_types(name: str, values: dict[str, Any], where: str) -> None:
         if value is None:
             continue
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            wanted = " or ".join("table" if t is dict else t.__name__ for t in types)
+            wanted = " or ".join(_TYPE_NAMES[t] for t in types)
             raise InputError(f"model {name!r}: {key} = {value!r} is not a {wanted}", where=where, fix=f"write {key} as a {wanted}")
     if "engine" in values:
         values["engine"] = dict(values["engine"])

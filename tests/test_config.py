@@ -50,3 +50,41 @@ def test_mistakes_are_input_errors(tmp_path: Path, override: str, message: str) 
     cfg.write_text(_readme_toml())
     with pytest.raises(InputError, match=re.escape(message)):
         load_config(cfg, [override])
+
+
+def test_vllm_keys_are_typed_fields(tmp_path: Path) -> None:
+    from evalsuite.backends.vllm import vllm_dtype
+
+    cfg = tmp_path / "evalsuite.toml"
+    cfg.write_text(
+        '[models.sft]\nbackend = "vllm"\nmodel = "ckpt/sft"\npython = ".venv-vllm/bin/python"\ndtype = "bf16"\n'
+        "enable_lora = true\nmax_lora_rank = 64\ntensor_parallel_size = 2\n"
+        "[models.sft.engine]\nmax_model_len = 4096\ngpu_memory_utilization = 0.85\nenforce_eager = true\n"
+        '[judge]\nbackend = "vllm"\nmodel = "ckpt/judge"\npython = "/opt/vllm/bin/python"\nverdict_mode = "logprob"\n'
+        "engine = { max_model_len = 8192 }\n"
+    )
+    config = load_config(cfg)
+    sft = config.models["sft"]
+    assert (sft.python, sft.enable_lora, sft.max_lora_rank, sft.tensor_parallel_size) == (".venv-vllm/bin/python", True, 64, 2)
+    assert sft.engine == {"max_model_len": 4096, "gpu_memory_utilization": 0.85, "enforce_eager": True}
+    assert sft.extra == {} and vllm_dtype(sft) == "bfloat16"
+    assert config.judge.python == "/opt/vllm/bin/python" and config.judge.engine == {"max_model_len": 8192}
+    # overrides reach the engine table too
+    assert load_config(cfg, ["models.sft.engine.max_model_len=2048"]).models["sft"].engine["max_model_len"] == 2048
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("models.dpo.engine=4096", "engine = 4096 is not a table"), ("models.dpo.python=3", "python = 3 is not a string"),
+     ("models.dpo.enable_lora=1", "enable_lora = 1 is not a boolean"),
+     ("models.dpo.max_lora_rank=true", "max_lora_rank = True is not a whole number"),
+     ("models.dpo.engine_args={}", "'enable_lora', 'engine', 'max_lora_rank'")],
+)
+def test_vllm_key_mistakes_are_input_errors(tmp_path: Path, override: str, message: str) -> None:
+    cfg = tmp_path / "evalsuite.toml"
+    cfg.write_text(_readme_toml())
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_config(cfg, [override])
+    if "engine_args" in override:  # the unknown-key message lists every accepted key, the vLLM ones included
+        with pytest.raises(InputError, match=r"'python'.*'tensor_parallel_size'"):
+            load_config(cfg, [override])
