@@ -65,15 +65,15 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
     base = build_tiny_model(out / "base", hidden_size=64, num_layers=2, num_heads=4, seed=options.seed)
     judge_dir = build_tiny_model(out / "judge", hidden_size=64, num_layers=2, num_heads=4, seed=options.seed + 1)
 
-    common = dict(batch_size=8, logging_steps=1, seed=options.seed, max_length=256)
+    common = TrainOptions(batch_size=8, logging_steps=1, seed=options.seed, max_length=256)
     step(f"supervised fine-tuning -> sft ({options.sft_steps} steps on {data_dir / 'sft.jsonl'})")
     train_variant("sft", model=str(base), data=str(data_dir / "sft.jsonl"), out_dir=ckpt, manifest=manifest, progress=False,
-                  options=TrainOptions(lr=1e-3, max_steps=options.sft_steps, **common))
+                  options=replace(common, lr=1e-3, max_steps=options.sft_steps))
     sft_path = str(ckpt / "sft")
     for variant, betas in (("dpo", [0.1, 0.5]), ("simpo", [2.0, 5.0])):
         step(f"{variant} at beta {', '.join(f'{b:g}' for b in betas)} with LoRA ({options.pref_steps} steps each)")
         train_variant(variant, model=sft_path, data=str(data_dir / "prefs.jsonl"), betas=betas, out_dir=ckpt, manifest=manifest,
-                      progress=False, options=TrainOptions(lr=5e-4, max_steps=options.pref_steps, lora=True, lora_r=8, lora_alpha=16, **common))
+                      progress=False, options=replace(common, lr=5e-4, max_steps=options.pref_steps, lora=True, lora_r=8, lora_alpha=16))
 
     config = Config(
         path=None,
