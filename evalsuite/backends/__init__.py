@@ -1,5 +1,6 @@
 """Model backends, chosen by name from a registry: ``openai`` (any OpenAI-compatible server), ``hf`` (transformers),
-``vllm`` (GPU engine in its own subprocess). Heavy libraries load only when a backend is built."""
+``vllm`` (a vLLM engine in a worker subprocess, under the interpreter of vLLM's own venv if need be). Heavy libraries
+load only when a backend runs. Every backend has ``run`` and ``close``; whoever builds one closes it."""
 
 from __future__ import annotations
 
