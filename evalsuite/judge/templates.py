@@ -161,26 +161,40 @@ class InsertGuard:
     def __init__(self, frame_lines: Iterable[str] = ()) -> None:
         lines = {_normalised(line) for line in frame_lines}
         # A frame line needs a letter to be worth guarding: a blank line or "---" is not a delimiter.
-        self._lines = frozenset(line for line in lines if len(line) >= 3 and any(c.isalpha() for c in line))
-        delimiters = sorted((line for line in self._lines if line[0] in _FRAME_MARKS), key=len, reverse=True)
-        self._inline = (
-            re.compile("|".join(r"\s+".join(map(re.escape, d.split())) for d in delimiters), re.IGNORECASE)
-            if delimiters
-            else None
+        kept = sorted((line for line in lines if len(line) >= 3 and any(c.isalpha() for c in line)), key=len,
+                      reverse=True)
+        delimiters = [_words_pattern(line) for line in kept if line[0] in _FRAME_MARKS]
+        plain = [_words_pattern(line) for line in kept if line[0] not in _FRAME_MARKS]
+        # Delimiters are rewritten wherever they appear; other frame lines only as a whole line.
+        self._delimiters = re.compile("|".join(delimiters), re.IGNORECASE) if delimiters else None
+        self._plain_lines = (
+            re.compile(rf"^[ \t]*(?:{'|'.join(plain)})[ \t\r]*$", re.IGNORECASE | re.MULTILINE) if plain else None
         )
+        # A pair is rendered in both orders, one question after another: a small memo halves the work.
+        self._memo: Callable[[str], str] = functools.lru_cache(maxsize=64)(self._neutralise)
 
     def __call__(self, text: str) -> str:
-        if not text:
-            return text
-        text = _DELIMITER_LINE.sub(_full_width_match, text)
-        if self._inline is not None:
-            text = self._inline.sub(_full_width_match, text)
-        if self._lines:
-            text = "\n".join(
-                _full_width(line) if _normalised(line) in self._lines else line for line in text.split("\n")
-            )
-        text = _CHAT_TOKEN.sub(_full_width_match, text)
-        return _DOUBLE_CLOSE.sub("] ", _DOUBLE_OPEN.sub("[ ", text))
+        return self._memo(text) if text else text
+
+    def _neutralise(self, text: str) -> str:
+        if "[" in text or "<" in text or "#" in text:
+            text = _DELIMITER_LINE.sub(_full_width_match, text)
+            if self._delimiters is not None:
+                text = self._delimiters.sub(_full_width_match, text)
+            if "<|" in text:
+                text = _CHAT_TOKEN.sub(_full_width_match, text)
+        if self._plain_lines is not None:
+            text = self._plain_lines.sub(_full_width_match, text)
+        if "[[" in text:
+            text = _DOUBLE_OPEN.sub("[ ", text)
+        if "]]" in text:
+            text = _DOUBLE_CLOSE.sub("] ", text)
+        return text
+
+
+def _words_pattern(line: str) -> str:
+    """A pattern for ``line`` (normalised) that allows any run of spaces or tabs between its words."""
+    return r"[ \t]+".join(map(re.escape, line.split()))
 
 
 _GENERIC_GUARD = InsertGuard()
