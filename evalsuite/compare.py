@@ -75,17 +75,16 @@ def collect_matches(
 
 
 def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) -> Usage:
-    def cost(spec: ModelSpec, p: int, c: int) -> float | None:
-        if spec.price_input is None and spec.price_output is None:
-            return None
-        return round((p * (spec.price_input or 0) + c * (spec.price_output or 0)) / 1e6, 6)
+    from evalsuite.batch import token_cost  # calls a batch file answered are billed at the batch price
 
+    batch_models, batch_judges = store.batch_usage()
     models = {}
     for name, (p, c) in store.usage_by_model().items():
         if name in specs:
-            models[name] = TokenUsage(p, c, cost(specs[name], p, c))
-    p, c = store.judge_usage().get(judge_label(judge), (0, 0))
-    return Usage(models, TokenUsage(p, c, cost(judge, p, c)))
+            models[name] = TokenUsage(p, c, token_cost(specs[name], (p, c), batch_models.get(name, (0, 0))))
+    label = judge_label(judge)
+    p, c = store.judge_usage().get(label, (0, 0))
+    return Usage(models, TokenUsage(p, c, token_cost(judge, (p, c), batch_judges.get(label, (0, 0)))))
 
 
 def compute_results(

@@ -35,6 +35,9 @@ class ModelSpec:
     verdict_mode: str = "text"  # judge only: "text" parses the verdict, "logprob" reads verdict-token probabilities
     price_input: float | None = None  # USD per 1M prompt tokens, for cost accounting
     price_output: float | None = None  # USD per 1M completion tokens
+    # USD per 1M tokens of calls answered through a batch file (--batch); None: half the live price, as OpenAI bills
+    price_batch_input: float | None = None
+    price_batch_output: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -69,6 +72,33 @@ class JudgingOptions:
 
 
 @dataclass(frozen=True)
+class IterateOptions:
+    """``[iterate]``: iterative preference optimisation (label -> train -> compare, round after round)."""
+
+    prompts: str = ""  # labeling prompts (JSONL); never the evaluation benchmark
+    rounds: int = 2
+    samples: int = 4  # K answers per prompt
+    variant: str = "dpo"  # a paired variant: dpo, ipo, simpo
+    beta: float | None = None  # None: the variant's default
+    lr: float = 1e-6
+    reference: str = "previous"  # previous: round r trains from (and against) round r-1; sft: against the SFT model
+    baseline: str = "sft"  # the SFT model every round starts from and is compared with
+    temperature: float = 1.0  # labeling samples
+    schedule: str = "auto"  # judging schedule of the labeling step (see evalsuite.label)
+    max_tokens: int | None = None  # labeling replies; None: the policy's max_tokens
+    max_steps: int = -1
+    epochs: float = 1.0
+    batch_size: int = 4
+    lora: bool = False  # LoRA merged into full weights after each round (the next round starts from them)
+    max_length: int = 512
+    seed: int = 0
+    alpha: float = 0.05  # a round must beat the one before with the CI's lower bound above 50% at this level
+    early_stop: bool = True
+    dir: str = "runs/iterate"  # state, labeling store, pairs and evaluation runs
+    checkpoints: str | None = None  # None: <manifest folder>/iterate
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     bench: BenchSpec
@@ -81,6 +111,7 @@ class Config:
     checkpoint_options: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields for every manifest checkpoint
     seed: int = 0
     raw: dict[str, Any] = field(default_factory=dict)
+    iterate: IterateOptions = field(default_factory=IterateOptions)
 
     def model_names(self) -> list[str]:
         return sorted(self.models)
@@ -122,7 +153,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     for ov in overrides:
         apply_override(raw, *parse_override(ov))
     where = str(cfg_path) if cfg_path else "config"
-    known_sections = {"bench", "models", "judge", "run", "train", "judging"}
+    known_sections = {"bench", "models", "judge", "run", "train", "judging", "iterate"}
     unknown = sorted(set(raw) - known_sections)
     if unknown:
         raise InputError(f"unknown section(s) {unknown}", where=where, fix=f"use {sorted(known_sections)}")
@@ -172,7 +203,27 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         checkpoint_options=_checkpoint_options(train, where),
         seed=int(run.get("seed", 0)),
         raw=raw,
+        iterate=iterate_options(raw.get("iterate", {}), where),
     )
+
+
+def iterate_options(table: dict[str, Any], where: str = "config") -> IterateOptions:
+    """``[iterate]`` checked: known keys, the right types, a known reference."""
+    known = set(IterateOptions.__dataclass_fields__)
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise InputError(f"unknown [iterate] key(s) {unknown}", where=where, fix=f"use {sorted(known)}")
+    values = dict(table)
+    for key in ("lr", "beta", "temperature", "epochs", "alpha"):
+        if isinstance(values.get(key), int) and not isinstance(values[key], bool):
+            values[key] = float(values[key])
+    try:
+        opts = IterateOptions(**values)
+    except TypeError as exc:
+        raise InputError(f"bad [iterate] key: {exc}", where=where, fix="check the key types") from None
+    if opts.reference not in ("previous", "sft"):
+        raise InputError(f"iterate.reference {opts.reference!r}", where=where, fix='use "previous" or "sft"')
+    return opts
 
 
 def _checkpoint_options(train: dict[str, Any], where: str) -> dict[str, Any]:

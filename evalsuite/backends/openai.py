@@ -148,22 +148,8 @@ class OpenAIBackend:
                 raise fatal[0]
 
     async def _call(self, client: openai.AsyncOpenAI, req: ChatRequest) -> ChatResult:
-        kwargs: dict[str, Any] = {
-            "model": self.spec.model,
-            "messages": list(req.messages),
-            "temperature": req.temperature,
-            "max_tokens": req.max_tokens,
-        }
-        if req.seed is not None:
-            kwargs["seed"] = req.seed
+        kwargs = chat_body(self.spec.model, req, prefill=self.prefill)
         prefill = bool(req.logprob_choices) and self.prefill
-        if req.logprob_choices:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = TOP_LOGPROBS
-        if prefill:
-            # the verdict prefix opens the assistant turn; the one token generated after it is the verdict position
-            kwargs["messages"].append({"role": "assistant", "content": req.verdict_prefix})
-            kwargs.update(max_tokens=1, continue_final_message=True, add_generation_prompt=False)
         start = time.perf_counter()
         try:
             # The SDK's generic POST: its transport, retries and error classes, without the typed-params transform and
@@ -189,25 +175,52 @@ class OpenAIBackend:
         except openai.APIStatusError as exc:
             # 429 and 5xx that outlasted the SDK's retries: an `api` error for this call, the run goes on
             return ChatResult("", latency=time.perf_counter() - start, error=f"HTTP {exc.status_code} after retries")
-        latency = time.perf_counter() - start
-        choices = resp.get("choices") or [{}]
-        choice = choices[0] or {}
-        text = (choice.get("message") or {}).get("content") or ""
-        usage = resp.get("usage") or {}
-        probs = None
-        if req.logprob_choices:
-            content = (choice.get("logprobs") or {}).get("content") or []
-            if prefill:
-                text = req.verdict_prefix + text
-            # {} (no mass on any choice) when there is no verdict position: the judge stores a parse error
-            probs = verdict_probs_from_logprobs(content, req.logprob_choices, req.verdict_prefix, prefilled=prefill) or {}
-        return ChatResult(
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            latency=latency,
-            choice_probs=probs,
-        )
+        return chat_result(req, resp, prefilled=prefill, latency=time.perf_counter() - start)
+
+
+def chat_body(model: str, req: ChatRequest, *, prefill: bool) -> dict[str, Any]:
+    """The JSON body of ``POST /chat/completions`` for ``req`` (``prefill``: the server continues a final assistant
+    message, so a logprob request opens the assistant turn with the verdict prefix). Live calls and batch files send
+    exactly this."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": list(req.messages),
+        "temperature": req.temperature,
+        "max_tokens": req.max_tokens,
+    }
+    if req.seed is not None:
+        body["seed"] = req.seed
+    if req.logprob_choices:
+        body["logprobs"] = True
+        body["top_logprobs"] = TOP_LOGPROBS
+        if prefill:
+            # the verdict prefix opens the assistant turn; the one token generated after it is the verdict position
+            body["messages"].append({"role": "assistant", "content": req.verdict_prefix})
+            body.update(max_tokens=1, continue_final_message=True, add_generation_prompt=False)
+    return body
+
+
+def chat_result(req: ChatRequest, resp: dict[str, Any], *, prefilled: bool, latency: float = 0.0) -> ChatResult:
+    """A chat completion's JSON reply to ``req`` (sent as :func:`chat_body` built it) as a ``ChatResult``."""
+    prefill = bool(req.logprob_choices) and prefilled
+    choices = resp.get("choices") or [{}]
+    choice = choices[0] or {}
+    text = (choice.get("message") or {}).get("content") or ""
+    usage = resp.get("usage") or {}
+    probs = None
+    if req.logprob_choices:
+        content = (choice.get("logprobs") or {}).get("content") or []
+        if prefill:
+            text = req.verdict_prefix + text
+        # {} (no mass on any choice) when there is no verdict position: the judge stores a parse error
+        probs = verdict_probs_from_logprobs(content, req.logprob_choices, req.verdict_prefix, prefilled=prefill) or {}
+    return ChatResult(
+        text=text,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        latency=latency,
+        choice_probs=probs,
+    )
 
 
 def _is_connect_failure(exc: openai.APIConnectionError) -> bool:

@@ -28,7 +28,8 @@ DB_NAME = "evalsuite.sqlite"
 # The layout this release writes. History:
 #   0  unversioned stores of evalsuite 0.1.0 and earlier (user_version never set); the oldest lack judgments.score
 #   1  the same tables, with the version recorded in PRAGMA user_version
-SCHEMA_VERSION = 1
+#   2  + batches and batch_calls: batch files submitted for a run (evalsuite.batch), so a killed run re-attaches
+SCHEMA_VERSION = 2
 
 _TABLES: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -83,8 +84,27 @@ def _migrate_0_to_1(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ALTER TABLE judgments ADD COLUMN score REAL")
 
 
+# Batch files (evalsuite.batch): one row per submitted batch, one row per call in it. ``state`` of a call: pending
+# (in the batch, no result stored yet), done (answered by the batch and stored), failed (the batch's answer was an
+# error; asked again live or in a follow-up batch).
+_BATCH_TABLES: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS batches(
+    batch_id TEXT PRIMARY KEY, provider TEXT NOT NULL, target TEXT NOT NULL, endpoint TEXT NOT NULL,
+    input_path TEXT NOT NULL, status TEXT NOT NULL, n_requests INTEGER NOT NULL, created REAL NOT NULL,
+    updated REAL NOT NULL, details TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS batch_calls(
+    batch_id TEXT NOT NULL, cache_key TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY(batch_id, cache_key))""",
+    "CREATE INDEX IF NOT EXISTS batch_calls_key ON batch_calls(cache_key, state)",
+)
+
+
+def _migrate_1_to_2(db: sqlite3.Connection, path: Path) -> None:
+    for statement in _BATCH_TABLES:
+        db.execute(statement)
+
+
 # version v -> the step that turns a version-v store into version v + 1, run inside the migration's transaction.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {0: _migrate_0_to_1}
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Path], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -164,6 +184,21 @@ class AnswerTurn:
     text: str
     cache_key: str
     backend: str
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A batch file submitted for this run: where (provider, endpoint), for whom (target: a judge or model name),
+    its input file, its last known status, and provider details (file ids, a local runner's pid and output path)."""
+
+    batch_id: str
+    provider: str
+    target: str
+    endpoint: str
+    input_path: str
+    status: str
+    n_requests: int
+    details: dict[str, Any]
 
 
 class RunStore:
@@ -386,3 +421,69 @@ class RunStore:
             "SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM judgments GROUP BY judge"
         ).fetchall()
         return {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+
+    # batches --------------------------------------------------------------------------------------------
+    @_guarded
+    def put_batch(self, record: BatchRecord, keys: Iterable[str]) -> None:
+        """Record a submitted batch and its calls (all pending) in one transaction."""
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.batch_id, record.provider, record.target, record.endpoint, record.input_path, record.status,
+                 record.n_requests, now, now, json.dumps(record.details, sort_keys=True)),
+            )
+            self._db.executemany("INSERT OR REPLACE INTO batch_calls VALUES (?, ?, 'pending')",
+                                 [(record.batch_id, k) for k in keys])
+
+    @_guarded
+    def set_batch_status(self, batch_id: str, status: str, details: dict[str, Any] | None = None) -> None:
+        if details is None:
+            self._db.execute("UPDATE batches SET status = ?, updated = ? WHERE batch_id = ?", (status, time.time(), batch_id))
+        else:
+            self._db.execute("UPDATE batches SET status = ?, updated = ?, details = ? WHERE batch_id = ?",
+                             (status, time.time(), json.dumps(details, sort_keys=True), batch_id))
+
+    @_guarded
+    def batches(self, *, provider: str | None = None, endpoint: str | None = None,
+                statuses: Sequence[str] | None = None) -> list[BatchRecord]:
+        """Recorded batches, oldest first, optionally only those of one provider/endpoint or in given statuses."""
+        sql = ("SELECT batch_id, provider, target, endpoint, input_path, status, n_requests, details FROM batches "
+               "WHERE 1 = 1")
+        params: list[Any] = []
+        for column, value in (("provider", provider), ("endpoint", endpoint)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if statuses is not None:
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            params.extend(statuses)
+        rows = self._db.execute(sql + " ORDER BY created, batch_id", params).fetchall()
+        return [BatchRecord(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), json.loads(r[7])) for r in rows]
+
+    @_guarded
+    def batch_calls(self, batch_id: str) -> dict[str, str]:
+        """cache key -> state (pending | done | failed) of every call in the batch."""
+        rows = self._db.execute("SELECT cache_key, state FROM batch_calls WHERE batch_id = ?", (batch_id,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @_guarded
+    def set_batch_call_state(self, batch_id: str, keys: Iterable[str], state: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE batch_calls SET state = ? WHERE batch_id = ? AND cache_key = ?",
+                                 [(state, batch_id, k) for k in keys])
+
+    @_guarded
+    def batch_usage(self) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+        """Tokens of stored calls that a batch answered (billed at the batch price): (per answer model, per judge)."""
+        answered = "cache_key IN (SELECT cache_key FROM batch_calls WHERE state = 'done')"
+        models = self._db.execute(
+            f"SELECT model, SUM(prompt_tokens), SUM(completion_tokens) FROM answer_turns WHERE {answered} GROUP BY model"
+        ).fetchall()
+        judges = self._db.execute(
+            f"SELECT judge, SUM(prompt_tokens), SUM(completion_tokens) FROM judgments WHERE {answered} GROUP BY judge"
+        ).fetchall()
+        return ({r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in models},
+                {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in judges})
