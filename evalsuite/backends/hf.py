@@ -226,6 +226,7 @@ class HFBackend:
         """Group by everything that must be uniform in one ``generate`` call, then chunk by length (less padding)."""
         groups: dict[tuple[Any, ...], list[_Prepared]] = {}
         for request in requests:
+            group: tuple[Any, ...]
             if request.logprob_choices:
                 group = ("logprob",)
             else:
