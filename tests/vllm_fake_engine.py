@@ -132,11 +132,16 @@ class FakeLLM:
         continue_final_message: bool = False,
     ) -> list[FakeRequestOutput]:
         conversations = [list(m) for m in messages]
-        params = (
-            list(sampling_params) if isinstance(sampling_params, (list, tuple))
-            else [sampling_params or FakeSamplingParams()] * len(conversations)
-        )
-        loras = list(lora_request) if isinstance(lora_request, (list, tuple)) else [lora_request] * len(conversations)
+        params: list[FakeSamplingParams]
+        if sampling_params is None or isinstance(sampling_params, FakeSamplingParams):
+            params = [sampling_params or FakeSamplingParams()] * len(conversations)
+        else:
+            params = list(sampling_params)
+        loras: list[FakeLoRARequest | None]
+        if lora_request is None or isinstance(lora_request, FakeLoRARequest):
+            loras = [lora_request] * len(conversations)
+        else:
+            loras = list(lora_request)
         if len(params) != len(conversations) or len(loras) != len(conversations):
             raise ValueError("per-request lists must match the number of conversations")  # as vLLM checks
         if any(lora is not None for lora in loras) and not self.enable_lora:
