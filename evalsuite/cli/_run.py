@@ -36,6 +36,41 @@ _judging_options: list[Callable[[Any], Any]] = [
 ]
 
 
+_batch_options: list[Callable[[Any], Any]] = [
+    click.option("--batch", "batch", is_flag=True,
+                 help="Send pending calls as an OpenAI Batch file (openai: Batch API, half price; vllm: run_batch); "
+                      "a re-run re-attaches to a batch still running."),
+    click.option("--batch-retry", type=click.Choice(["live", "batch"]), default="live", show_default=True,
+                 help="Failed batch lines: ask them again live, or in a follow-up batch."),
+    click.option("--batch-poll", type=float, default=10.0, show_default=True, help="Seconds between batch status checks."),
+]
+
+
+def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_batch_options):
+        fn = opt(fn)
+    return fn
+
+
+def batch_backends(config: Config, judge: bool, models: Sequence[Any], batch: bool, batch_retry: str,
+                   batch_poll: float) -> dict[str, Any] | None:
+    """``--batch``: batch backends for the judge (``judge``) and the answer models that have batch files; else None."""
+    if not batch:
+        return None
+    from evalsuite.batch import BatchOptions
+    from evalsuite.batch import batch_backends as build
+
+    options = BatchOptions(retry="batch" if batch_retry == "batch" else "live", poll_interval=batch_poll,
+                           notify=lambda line: click.echo(f"batch: {line}", err=True))
+    return dict(build(config.judge if judge else None, models, config.run_dir, options))
+
+
+def echo_batch_reports(backends: dict[str, Any] | None) -> None:
+    for name, backend in (backends or {}).items():
+        if backend.report.created or backend.report.reattached:
+            click.echo(f"batch {'judge' if name == '__judge__' else name}: {backend.report.summary()}", err=True)
+
+
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(_common_options):
         fn = opt(fn)
@@ -90,10 +125,11 @@ def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
 @click.argument("candidates", nargs=-1, required=True)
 @common_options
 @judging_options
+@batch_options
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
                 template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-                quiet: bool) -> None:
+                quiet: bool, batch: bool, batch_retry: str, batch_poll: float) -> None:
     """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
 
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
@@ -111,10 +147,12 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     if len(base) != 1:
         raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
     cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
+    backends = batch_backends(config, True, [base[0], *cands], batch, batch_retry, batch_poll)
     outcome = run_compare(
         config, base[0], cands, progress=progress_factory(quiet), retry_errors=retry_errors,
-        stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed),
+        stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed), backends=backends,
     )
+    echo_batch_reports(backends)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
 
@@ -172,8 +210,10 @@ def print_summary(results: Results) -> None:
 @click.argument("models", nargs=-1, required=True)
 @common_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@batch_options
 def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
-                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], quiet: bool) -> None:
+                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], quiet: bool,
+                 batch: bool, batch_retry: str, batch_poll: float) -> None:
     """Generate two-turn answers for MODELS into the run store (only what is missing)."""
     from evalsuite.bench import load_benchmark
     from evalsuite.config import resolve_models
@@ -185,8 +225,10 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
     questions = load_benchmark(config.bench)
     with RunStore(config.run_dir) as store:
         store.put_questions(questions)
-        for s in generate_all(specs, questions, store, progress=progress_factory(quiet)):
+        backends = batch_backends(config, False, specs, batch, batch_retry, batch_poll)
+        for s in generate_all(specs, questions, store, progress=progress_factory(quiet), backends=backends):
             click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors", err=True)
+        echo_batch_reports(backends)
 
 
 @click.command("judge")
@@ -194,10 +236,11 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
 @click.argument("candidates", nargs=-1, required=True)
 @common_options
 @judging_options
+@batch_options
 def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
               bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
               template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-              quiet: bool) -> None:
+              quiet: bool, batch: bool, batch_retry: str, batch_poll: float) -> None:
     """Judge stored answers only (no generation): CANDIDATES vs BASELINE in both orders, then write the results.
 
     Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
@@ -211,9 +254,11 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
     if seed is not None:
         config = replace(config, seed=seed)
     specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
+    backends = batch_backends(config, True, [], batch, batch_retry, batch_poll)
     outcome = run_compare(config, specs[0], specs[1:], progress=progress_factory(quiet), retry_errors=retry_errors,
-                          generate_answers=False,
+                          generate_answers=False, backends=backends,
                           stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed))
+    echo_batch_reports(backends)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
 

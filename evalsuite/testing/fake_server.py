@@ -17,6 +17,13 @@ model. Everything it says is a pure function of the request, so a test can predi
   ``max_tokens``.
 * **Faults** (:class:`FaultPlan`): 429 (with ``retry-after``/``retry-after-ms``), 500, slow replies and judge replies
   without a verdict, chosen per request body by hash, for the first ``faulty_attempts`` attempts of that body.
+* **Batch API** (``/v1/files``: multipart upload, retrieve, ``/content``; ``/v1/batches``: create, retrieve, list,
+  cancel): enough for the real SDK's ``files.create`` / ``batches.create`` / ``batches.retrieve`` / ``files.content``.
+  A batch is processed in the background with the same models as live calls (each line's body gets exactly the
+  completion ``POST /v1/chat/completions`` would give it); :class:`BatchPlan` makes lines fail (500 lines in the error
+  file, chosen by custom_id hash, for their first ``faulty_attempts`` batches), batches take a while
+  (``line_seconds``) or expire after ``expire_after`` lines. ``stats()`` counts ``batches_created``,
+  ``files_created`` and ``batch_lines`` (lines answered, failed ones included) apart from chat requests.
 
 Run it in-process (``with FakeOpenAIServer(...) as srv: srv.base_url``; it lives on its own event loop in a daemon
 thread) or as a process: ``python -m evalsuite.testing.fake_server --port 0 --strength sft=0 --strength dpo=0.5``
@@ -44,7 +51,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from aiohttp import web
 
-__all__ = ["FaultPlan", "FakeOpenAIServer", "main"]
+__all__ = ["BatchPlan", "FaultPlan", "FakeOpenAIServer", "main"]
 
 _T = TypeVar("_T")
 
@@ -149,6 +156,21 @@ class FaultPlan:
         return None
 
 
+@dataclass
+class BatchPlan:
+    """How the fake Batch API behaves. Line failures are chosen by hash of the line's custom_id (deterministic)."""
+
+    fail_rate: float = 0.0  # share of lines answered with a 500 (error file) ...
+    faulty_attempts: int = 1  # ... in the first this-many batches that hold them; later batches answer them
+    line_seconds: float = 0.0  # processing time per line: a batch that takes a while
+    expire_after: int | None = None  # a batch expires after answering this many lines (its output keeps them)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fail_rate <= 1:
+            raise ValueError(f"fail_rate must be in [0, 1], got {self.fail_rate}")
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible chat server with deterministic answer models, simulated judges and fault injection.
 
@@ -167,6 +189,7 @@ class FakeOpenAIServer:
         tie_rate: float = 0.1,
         position_bias: float = 0.0,
         faults: FaultPlan | None = None,
+        batch: BatchPlan | None = None,
         api_key: str | None = None,
         seed: int = 0,
         host: str = "127.0.0.1",
@@ -182,6 +205,11 @@ class FakeOpenAIServer:
         self.tie_rate = float(tie_rate)
         self.position_bias = float(position_bias)
         self.faults = faults or FaultPlan()
+        self.batch_plan = batch or BatchPlan()
+        self._files: dict[str, dict[str, Any]] = {}  # file id -> file object + "_data" bytes
+        self._batches: dict[str, dict[str, Any]] = {}  # batch id -> batch object
+        self._batch_tasks: set[asyncio.Task[None]] = set()
+        self._batch_attempts: Counter[str] = Counter()  # custom_id -> batches that held it (fault state)
         self.api_key = api_key
         self.seed = seed
         self.owned_by = owned_by  # GET /models' owner; "vllm" makes clients treat this server as vLLM
@@ -204,6 +232,13 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/stats", self._stats_handler)
+        app.router.add_post("/v1/files", self._file_create)
+        app.router.add_get("/v1/files/{file_id}", self._file_retrieve)
+        app.router.add_get("/v1/files/{file_id}/content", self._file_content)
+        app.router.add_post("/v1/batches", self._batch_create)
+        app.router.add_get("/v1/batches", self._batch_list)
+        app.router.add_get("/v1/batches/{batch_id}", self._batch_retrieve)
+        app.router.add_post("/v1/batches/{batch_id}/cancel", self._batch_cancel)
         # Short shutdown timeout: a "slow" fault may leave a handler sleeping for seconds after its client gave up,
         # and stop() should not wait for it.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.25)
@@ -218,6 +253,8 @@ class FakeOpenAIServer:
         return self.base_url
 
     async def astop(self) -> None:
+        for task in list(self._batch_tasks):
+            task.cancel()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -285,6 +322,7 @@ class FakeOpenAIServer:
         self._by_status: Counter[int] = Counter()
         self._by_fault: Counter[str] = Counter()
         self._log: list[tuple[str, str, int]] = []
+        self._batch_counts: Counter[str] = Counter()
 
     def _snapshot(self) -> dict[str, Any]:
         return {
@@ -296,6 +334,9 @@ class FakeOpenAIServer:
             "in_flight": self._in_flight,
             "max_in_flight": self._max_in_flight,
             "log": list(self._log),
+            "batches_created": self._batch_counts["batches_created"],
+            "files_created": self._batch_counts["files_created"],
+            "batch_lines": self._batch_counts["batch_lines"],
         }
 
     def _on_loop(self, fn: Callable[[], _T]) -> _T:
@@ -443,6 +484,214 @@ class FakeOpenAIServer:
     def _plain_logprobs(self, text: str, k: int) -> list[dict[str, Any]]:
         return [self._entry(t, -0.05, self._top([(t, -0.05)], k)) for t in re.findall(r"\s*\S+", text)]
 
+    def _completion(self, body: dict[str, Any], model: str, messages: list[dict[str, Any]], logprobs: bool, top_k: int,
+                    max_tokens: int | None, body_hash: str, *, no_verdict: bool = False) -> dict[str, Any]:
+        """The chat completion a request gets (live calls and batch lines alike)."""
+        finish = "stop"
+        lp_content: list[dict[str, Any]] | None = None
+        if model in self.judges:
+            text, lp_content = self._judge(messages, logprobs, top_k, no_verdict)
+            last = messages[-1]
+            if body.get("continue_final_message") and last.get("role") == "assistant" and lp_content:
+                # continue the prefilled assistant text: drop what it already holds, keep max_tokens tokens
+                held = _content_text(last.get("content"))
+                if held and text.startswith(held) and lp_content[0]["token"] == held:
+                    lp_content = lp_content[1:]
+                lp_content = lp_content[: max_tokens or None]
+                text = "".join(t["token"] for t in lp_content)
+        else:
+            text, finish = self._answer(model, messages, max_tokens)
+            if logprobs:
+                lp_content = self._plain_logprobs(text, top_k)
+
+        prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        prompt_tokens = max(1, prompt_chars // 4)  # the usual ~4 characters per token; no tokenizer here
+        completion_tokens = len(text.split())
+        return {
+            "id": f"chatcmpl-{body_hash[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_evalsuite_fake",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": {"content": lp_content, "refusal": None} if logprobs else None,
+                "finish_reason": finish,
+            }],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    # ------------------------------------------------------------------ Batch API
+
+    def _new_id(self, prefix: str, table: dict[str, Any]) -> str:
+        return f"{prefix}-{hashlib.sha256(f'{prefix}{len(table)}{time.time_ns()}'.encode()).hexdigest()[:24]}"
+
+    @staticmethod
+    def _public(obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+    def _put_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        fid = self._new_id("file", self._files)
+        obj = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()), "filename": filename,
+               "purpose": purpose, "status": "processed", "_data": data}
+        self._files[fid] = obj
+        return obj
+
+    async def _file_create(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        form = await request.post()
+        upload, purpose = form.get("file"), str(form.get("purpose") or "")
+        if not isinstance(upload, web.FileField):
+            return _error(400, "'file' is a required multipart field.", "invalid_request_error", None, param="file")
+        if purpose != "batch":
+            return _error(400, f"purpose {purpose!r} is not supported here; use 'batch'.", "invalid_request_error", None,
+                          param="purpose")
+        self._batch_counts["files_created"] += 1
+        obj = self._put_file(upload.file.read(), upload.filename or "upload.jsonl", purpose)
+        return web.json_response(self._public(obj))
+
+    async def _file_retrieve(self, request: web.Request) -> web.Response:
+        obj = self._files.get(request.match_info["file_id"])
+        if obj is None:
+            return _error(404, "No such File object.", "invalid_request_error", None)
+        return web.json_response(self._public(obj))
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        obj = self._files.get(request.match_info["file_id"])
+        if obj is None:
+            return _error(404, "No such File object.", "invalid_request_error", None)
+        return web.Response(body=obj["_data"], content_type="application/octet-stream")
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "Could not parse the JSON body of your request.", "invalid_request_error", None)
+        source = self._files.get(str(body.get("input_file_id")))
+        if source is None:
+            return _error(404, "No such File object.", "invalid_request_error", None, param="input_file_id")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return _error(400, "This fake server batches only /v1/chat/completions.", "invalid_request_error", None,
+                          param="endpoint")
+        now = int(time.time())
+        bid = self._new_id("batch", self._batches)
+        lines = [line for line in source["_data"].decode("utf-8").splitlines() if line.strip()]
+        batch: dict[str, Any] = {
+            "id": bid, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+            "input_file_id": source["id"], "completion_window": body.get("completion_window", "24h"),
+            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
+            "in_progress_at": None, "expires_at": now + 86400, "finalizing_at": None, "completed_at": None,
+            "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
+        }
+        self._batches[bid] = batch
+        self._batch_counts["batches_created"] += 1
+        task = asyncio.get_running_loop().create_task(self._process_batch(batch, lines))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+        return web.json_response(batch)
+
+    async def _batch_retrieve(self, request: web.Request) -> web.Response:
+        batch = self._batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return _error(404, "No such batch.", "invalid_request_error", None)
+        return web.json_response(batch)
+
+    async def _batch_list(self, request: web.Request) -> web.Response:
+        data = sorted(self._batches.values(), key=lambda b: b["created_at"], reverse=True)
+        return web.json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None, "has_more": False})
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batches.get(request.match_info["batch_id"])
+        if batch is None:
+            return _error(404, "No such batch.", "invalid_request_error", None)
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"], batch["cancelling_at"] = "cancelling", int(time.time())
+        return web.json_response(batch)
+
+    def _batch_line(self, line: str) -> tuple[bool, dict[str, Any]]:
+        """(answered, output line) for one input line: the completion a live call with this body would get."""
+        obj = json.loads(line)
+        cid = str(obj.get("custom_id"))
+        rid = f"req_{hashlib.sha256(cid.encode()).hexdigest()[:20]}"
+
+        def failure(status: int, message: str, code: str | None) -> tuple[bool, dict[str, Any]]:
+            err = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                             "param": None, "code": code}}
+            return False, {"id": f"batch_{rid}", "custom_id": cid, "error": None,
+                           "response": {"status_code": status, "request_id": rid, "body": err}}
+
+        body = obj.get("body") if isinstance(obj.get("body"), dict) else {}
+        model = str(body.get("model", ""))
+        messages = body.get("messages")
+        if obj.get("method") != "POST" or obj.get("url") != "/v1/chat/completions":
+            return failure(400, "Lines must POST to /v1/chat/completions.", None)
+        if not self._known(model):
+            return failure(404, f"The model '{model}' does not exist", "model_not_found")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return failure(400, "'messages' must be a non-empty array of message objects.", None)
+        plan = self.batch_plan
+        self._batch_attempts[cid] += 1
+        if plan.fail_rate and self._batch_attempts[cid] <= plan.faulty_attempts \
+                and _uniform("batch", str(plan.seed), cid) < plan.fail_rate:
+            return failure(500, "The server had an error processing this line (injected fault).", None)
+        max_tokens_raw = body.get("max_completion_tokens") or body.get("max_tokens")
+        canonical = json.dumps({k: v for k, v in body.items() if k not in _HASH_EXCLUDED_KEYS},
+                               sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        reply = self._completion(body, model, messages, bool(body.get("logprobs")), int(body.get("top_logprobs") or 0),
+                                 int(max_tokens_raw) if max_tokens_raw else None,
+                                 hashlib.sha256(canonical.encode()).hexdigest())
+        return True, {"id": f"batch_{rid}", "custom_id": cid, "error": None,
+                      "response": {"status_code": 200, "request_id": rid, "body": reply}}
+
+    async def _process_batch(self, batch: dict[str, Any], lines: list[str]) -> None:
+        plan = self.batch_plan
+        await asyncio.sleep(0)
+        for i, line in enumerate(lines, 1):  # a line that is not JSON fails the whole batch, as OpenAI's validation does
+            try:
+                json.loads(line)
+            except ValueError:
+                batch.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
+                    {"code": "invalid_json_line", "message": f"line {i} is not valid JSON", "param": None, "line": i}]})
+                return
+        batch.update(status="in_progress", in_progress_at=int(time.time()))
+        ok: list[str] = []
+        bad: list[str] = []
+        counts = batch["request_counts"]
+        end = "completed"
+        for i, line in enumerate(lines):
+            if batch["status"] == "cancelling":
+                end = "cancelled"
+                break
+            if plan.expire_after is not None and i >= plan.expire_after:
+                end = "expired"
+                break
+            if plan.line_seconds > 0:
+                await asyncio.sleep(plan.line_seconds)
+            elif i % 200 == 199:
+                await asyncio.sleep(0)  # stay responsive to retrieve calls
+            answered, out = self._batch_line(line)
+            self._batch_counts["batch_lines"] += 1
+            (ok if answered else bad).append(json.dumps(out, separators=(",", ":")))
+            counts["completed" if answered else "failed"] += 1
+        batch.update(status="finalizing", finalizing_at=int(time.time()))
+        await asyncio.sleep(0)
+        if ok:
+            batch["output_file_id"] = self._put_file(("\n".join(ok) + "\n").encode(), "batch_output.jsonl",
+                                                     "batch_output")["id"]
+        if bad:
+            batch["error_file_id"] = self._put_file(("\n".join(bad) + "\n").encode(), "batch_errors.jsonl",
+                                                    "batch_output")["id"]
+        stamp = {"completed": "completed_at", "expired": "expired_at", "cancelled": "cancelled_at"}[end]
+        batch.update({"status": end, stamp: int(time.time())})
+
     # ------------------------------------------------------------------ HTTP handlers
 
     def _authorized(self, request: web.Request) -> bool:
@@ -530,44 +779,10 @@ class FakeOpenAIServer:
             elif self.latency > 0:
                 await asyncio.sleep(self.latency)
 
-            finish = "stop"
-            lp_content: list[dict[str, Any]] | None = None
-            if model in self.judges:
-                no_verdict = fault == "no_verdict"
-                if no_verdict:
-                    self._by_fault["no_verdict"] += 1
-                text, lp_content = self._judge(messages, logprobs, top_k, no_verdict)
-                last = messages[-1]
-                if body.get("continue_final_message") and last.get("role") == "assistant" and lp_content:
-                    # continue the prefilled assistant text: drop what it already holds, keep max_tokens tokens
-                    held = _content_text(last.get("content"))
-                    if held and text.startswith(held) and lp_content[0]["token"] == held:
-                        lp_content = lp_content[1:]
-                    lp_content = lp_content[: max_tokens or None]
-                    text = "".join(t["token"] for t in lp_content)
-            else:
-                text, finish = self._answer(model, messages, max_tokens)
-                if logprobs:
-                    lp_content = self._plain_logprobs(text, top_k)
-
-            prompt_chars = sum(len(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
-            prompt_tokens = max(1, prompt_chars // 4)  # the usual ~4 characters per token; no tokenizer here
-            completion_tokens = len(text.split())
-            reply = {
-                "id": f"chatcmpl-{body_hash[:24]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "system_fingerprint": "fp_evalsuite_fake",
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": {"content": lp_content, "refusal": None} if logprobs else None,
-                    "finish_reason": finish,
-                }],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            }
+            if fault == "no_verdict" and model in self.judges:
+                self._by_fault["no_verdict"] += 1
+            reply = self._completion(body, model, messages, logprobs, top_k, max_tokens, body_hash,
+                                     no_verdict=fault == "no_verdict")
             transport = request.transport
             if transport is None or transport.is_closing():
                 status = 499  # the client gave up (timeout) while we slept; the reply goes nowhere
@@ -621,6 +836,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-after", type=float, default=0.01)
     p.add_argument("--faulty-attempts", type=int, default=1)
     p.add_argument("--fault-seed", type=int, default=0)
+    p.add_argument("--batch-fail-rate", type=float, default=0.0, help="share of batch lines answered with a 500")
+    p.add_argument("--batch-line-seconds", type=float, default=0.0, help="processing time per batch line")
+    p.add_argument("--batch-expire-after", type=int, default=None, help="batches expire after this many lines")
     return p
 
 
@@ -637,6 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=FaultPlan(rate_429=args.rate_429, rate_500=args.rate_500, rate_slow=args.rate_slow,
                          slow_seconds=args.slow_seconds, rate_no_verdict=args.rate_no_verdict,
                          retry_after=args.retry_after, faulty_attempts=args.faulty_attempts, seed=args.fault_seed),
+        batch=BatchPlan(fail_rate=args.batch_fail_rate, line_seconds=args.batch_line_seconds,
+                        expire_after=args.batch_expire_after),
         api_key=args.api_key,
         seed=args.seed,
         host=args.host,
