@@ -176,6 +176,8 @@ class TrainOptions:
     dtype: str = "auto"  # weights as loaded: auto | bf16 | fp16 | fp32 (see resolve_dtype)
     gradient_checkpointing: bool | None = None  # None: on with a GPU (saves memory), off on CPU (only slows)
     report_to: str = "none"
+    # a frozen reference checkpoint other than the starting model (iterate's reference = "sft"); DPO/IPO/KTO only
+    reference_model: str | None = None
 
     def validate(self, spec: VariantSpec) -> None:
         if not self.lr > 0:
@@ -508,6 +510,9 @@ def _train_one(
     trainer_cls, config = TRAINER_BUILDERS[spec.trainer](spec, beta, options, common)
     # fp32 unless bf16/fp16 was chosen (see resolve_dtype): full weights keep fp32 master weights by default.
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
+    reference: dict[str, Any] = {}
+    if options.reference_model and spec.uses_reference:
+        reference["ref_model"] = AutoModelForCausalLM.from_pretrained(options.reference_model, dtype=getattr(torch, DTYPES[dtype]))
     with _tqdm_disabled(not progress):
         trainer = trainer_cls(
             model=policy,
@@ -516,6 +521,7 @@ def _train_one(
             processing_class=tokenizer,
             callbacks=[_metrics_writer(metrics_path)],
             peft_config=_peft_config(options) if options.lora else None,
+            **reference,
         )
         if not progress:
             from transformers import PrinterCallback

@@ -29,6 +29,8 @@ _COMMANDS: dict[str, str] = {
     "train": "evalsuite.cli._train:train_cmd",
     "view": "evalsuite.cli._view:view_cmd",
     "data": "evalsuite.cli._data:data_group",
+    "label": "evalsuite.cli._loop:label_cmd",
+    "iterate": "evalsuite.cli._loop:iterate_cmd",
 }
 
 
