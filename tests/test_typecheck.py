@@ -1,0 +1,38 @@
+"""mypy with disallow_untyped_defs over evalsuite/ and trainers/ reports no error ([tool.mypy] in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mypy_reports_no_errors() -> None:
+    pytest.importorskip("mypy")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "typecheck.py")], cwd=ROOT, capture_output=True, text=True,
+        timeout=900,
+    )
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, report
+    assert "Success: no issues found" in report, report
+
+
+def test_trainers_is_checked_as_evalsuite_trainers() -> None:
+    """mypy sees trainers/ where the installed package has it, and reports its errors under the checkout's path."""
+    pytest.importorskip("mypy")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import typecheck
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    typecheck.mirror()
+    tree = typecheck.TREE / "evalsuite"
+    assert (tree / "trainers" / "health.py").read_bytes() == (ROOT / "trainers" / "health.py").read_bytes()
+    assert (tree / "store" / "__init__.py").is_file() and (tree / "py.typed").is_file()
+    assert typecheck.to_checkout("evalsuite/trainers/health.py:3: error: x") == "trainers/health.py:3: error: x"
+    assert typecheck.to_checkout("evalsuite/store/__init__.py:9: error: y") == "evalsuite/store/__init__.py:9: error: y"
