@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -246,7 +246,17 @@ N_PAIRS = 16
 
 
 @pytest.fixture(scope="module")
-def sft_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def one_thread() -> Iterator[None]:
+    """Tiny models train fastest on one thread (more only contend for a busy CPU); restored afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> tuple[Path, Path]:
     """A tiny SFT checkpoint (the demo's recipe, shrunk: 16 of its preference prompts with their chosen answers) and
     the preference file; the checkpoint is registered in ``<out>/manifest.json`` as ``sft``."""
     pytest.importorskip("trl")
