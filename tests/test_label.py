@@ -243,3 +243,23 @@ def test_k_below_2_and_empty_prompts_exit_2(tmp_path: Path) -> None:
     (tmp_path / "none.jsonl").write_text("", encoding="utf-8")
     res = run_cli("label", str(tmp_path / "none.jsonl"), "--policy", "x", "--out", str(tmp_path / "p.jsonl"), cwd=tmp_path)
     assert res.returncode == 2 and "no prompts" in res.stderr
+
+
+@pytest.mark.slow
+def test_label_batch_judges_through_a_batch_file_and_stores_what_live_stores(tiny_policy: Path, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.jsonl")
+    with FakeOpenAIServer(strengths=None, tie_rate=0.0) as srv:
+        cfg = write_label_config(tmp_path / "evalsuite.toml", srv.base_url, tiny_policy)
+        common = ["label", str(prompts), "--policy", "pol", "--samples", "3", "--config", str(cfg), "--quiet"]
+        live = run_cli(*common, "--out", str(tmp_path / "live.jsonl"), "--run-dir", str(tmp_path / "live"),
+                       cwd=tmp_path, timeout=300)
+        assert live.returncode == 0, live.stderr
+        srv.reset_stats()
+        res = run_cli(*common, "--out", str(tmp_path / "batch.jsonl"), "--run-dir", str(tmp_path / "batch"), "--batch",
+                      "--batch-poll", "0.05", cwd=tmp_path, timeout=300)
+        assert res.returncode == 0, res.stderr
+        stats = srv.stats()
+        # no live judge call: all pairs of K = 3 in both orders went through one batch (the hf policy stays local)
+        assert stats["total_requests"] == 0
+        assert (stats["batches_created"], stats["batch_lines"]) == (1, len(PROMPTS) * 3 * 2)
+    assert (tmp_path / "batch.jsonl").read_text() == (tmp_path / "live.jsonl").read_text()

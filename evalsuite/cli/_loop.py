@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from evalsuite.cli._run import build_config, progress_factory
+from evalsuite.cli._run import batch_backends, batch_options, build_config, echo_batch_reports, progress_factory
 from evalsuite.config import Config
 
 if TYPE_CHECKING:
@@ -38,9 +38,10 @@ def _judging_config(config_path: str | None, run_dir: str | None, overrides: tup
               help="Run store for the samples and judgments (default: <run.dir>/label).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@batch_options
 def label_cmd(prompts: str, policy: str, samples: int, out: str, temperature: float, seed: int, max_tokens: int | None,
               schedule: str, template: str | None, config_path: str | None, run_dir: str | None,
-              overrides: tuple[str, ...], quiet: bool) -> None:
+              overrides: tuple[str, ...], quiet: bool, batch: bool, batch_retry: str, batch_poll: float) -> None:
     """Sample K answers per prompt from POLICY, judge pairs in both orders, write swap-consistent preferences.
 
     A pair is kept only when both orders agree on a winner; chosen = the best-ranked sample, rejected = the worst.
@@ -58,9 +59,13 @@ def label_cmd(prompts: str, policy: str, samples: int, out: str, temperature: fl
     if len(specs) != 1:
         raise click.UsageError(f"policy {policy!r} expands to {len(specs)} models; name one checkpoint")
     store_dir = Path(run_dir) if run_dir else config.run_dir / "label"
+    # --batch: the judge's calls (and an endpoint policy's samples) go through batch files recorded in this store
+    backends = batch_backends(replace(config, run_dir=store_dir), True, specs, batch, batch_retry, batch_poll) or {}
     with RunStore(store_dir) as store:
         report = label(questions, specs[0], config.judge, store, out, options, progress=progress_factory(quiet),
-                       template=template or config.judging.template)
+                       template=template or config.judging.template, policy_backend=backends.get(specs[0].name),
+                       judge_backend=backends.get("__judge__"))
+    echo_batch_reports(backends)
     echo_label_report(report)
 
 
