@@ -72,6 +72,7 @@ class BatchOptions:
     retry: RetryMode = "live"  # failed lines: asked again live, or in a follow-up batch
     poll_interval: float = 10.0  # seconds between status checks of a submitted batch
     max_rounds: int = 3  # batches per call with retry="batch" before it is stored as an api error
+    max_lines: int = 50_000  # lines per batch file (the OpenAI Batch API's limit); more calls go into several batches
     notify: Notify | None = None  # one-line status messages (submitted, re-attached, retried); None: silent
 
 
@@ -224,7 +225,7 @@ class BatchProvider(Protocol):
 
 
 def _runner_dir(run_dir: Path) -> Path:
-    path = run_dir / BATCH_DIR
+    path = (run_dir / BATCH_DIR).resolve()  # absolute: a re-run from another folder still finds the files
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -293,7 +294,7 @@ class OpenAIBatchProvider:
 
     def find(self, sha256: str) -> BatchRecord | None:
         try:
-            for batch in self.client.batches.list(limit=100):
+            for batch in self.client.batches.list(limit=100).data:  # the newest page only, never the whole history
                 if (batch.metadata or {}).get(SHA_METADATA_KEY) == sha256 and batch.status not in BAD_STATUSES:
                     meta = batch.metadata or {}
                     total = batch.request_counts.total if batch.request_counts else 0
@@ -365,7 +366,8 @@ class VLLMBatchProvider:
         self.endpoint = f"vllm:{self.python}:{self.model}"
 
     def _adapter_of(self, req: ChatRequest) -> str | None:
-        adapter = req.meta.get("adapter") or self.spec.adapter
+        # a generation request names its adapter (None: the base), as on a shared engine; a judge call does not
+        adapter = req.meta["adapter"] if "adapter" in req.meta else self.spec.adapter
         return str(Path(adapter).expanduser().resolve()) if adapter else None
 
     def _served(self, adapter: str | None) -> str:
@@ -534,8 +536,9 @@ class _Round:
                 for k in mine:
                     left.pop(k)
                 _note(self.options, f"re-attached to batch {record.batch_id} ({len(mine)} calls, status {record.status})")
-        if left:
-            plan.append(self._submit(list(left), by_key))
+        keys = list(left)
+        for start in range(0, len(keys), max(1, self.options.max_lines)):
+            plan.append(self._submit(keys[start:start + max(1, self.options.max_lines)], by_key))
         failed: list[ChatRequest] = []
         for record, keys in plan:
             failed += self._collect(record, keys, by_key)

@@ -193,6 +193,41 @@ def test_expired_batch_is_one_line_exit_2_and_keeps_what_it_answered(tmp_path: P
     assert len(_judgments(tmp_path / "run")) == JUDGE_CALLS
 
 
+def test_run_batched_api_splits_large_batches_and_stores_like_live(tmp_path: Path, questions: Path) -> None:
+    """The core API other stages call: a stage's planned requests through BatchBackend, max_lines per batch file."""
+    from evalsuite.backends import NullProgress
+    from evalsuite.batch import BatchBackend, BatchOptions
+    from evalsuite.bench import BenchSpec, load_benchmark
+    from evalsuite.config import JudgingOptions
+    from evalsuite.judge._calls import run_judge
+    from evalsuite.store import RunStore
+
+    class Bar:
+        def __init__(self, *args: Any) -> None:
+            self.bar = NullProgress()
+
+        def __enter__(self) -> NullProgress:
+            return self.bar
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    with FakeOpenAIServer(strengths=STRENGTHS) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, STRENGTHS, questions)
+        _generate_live(tmp_path, cfg, "run")
+        srv.reset_stats()
+        judge = ModelSpec(name="judge", model="judge", base_url=srv.base_url, max_tokens=2048, temperature=0.0)
+        backend = BatchBackend(judge, tmp_path / "run", BatchOptions(poll_interval=0.02, max_lines=10))
+        qs = load_benchmark(BenchSpec(name=None, path=str(questions)))
+        with RunStore(tmp_path / "run") as store:
+            summary = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=Bar, backend=backend)
+            again = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=Bar)  # live: nothing left
+        stats = srv.stats()
+    assert (summary.requested, summary.errors, again.requested, again.cached) == (JUDGE_CALLS, 0, 0, JUDGE_CALLS)
+    assert (stats["batches_created"], stats["batch_lines"], stats["total_requests"]) == (5, JUDGE_CALLS, 0)
+    assert len(backend.report.created) == 5 and backend.report.answered == JUDGE_CALLS
+
+
 def test_batch_on_a_backend_without_batch_files_is_an_input_error(tmp_path: Path, questions: Path) -> None:
     cfg = tmp_path / "evalsuite.toml"
     cfg.write_text(f'[bench]\npath = "{questions}"\n[judge]\nbackend = "hf"\nmodel = "{tmp_path}"\n')

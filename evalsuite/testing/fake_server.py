@@ -23,7 +23,8 @@ model. Everything it says is a pure function of the request, so a test can predi
   completion ``POST /v1/chat/completions`` would give it); :class:`BatchPlan` makes lines fail (500 lines in the error
   file, chosen by custom_id hash, for their first ``faulty_attempts`` batches), batches take a while
   (``line_seconds``) or expire after ``expire_after`` lines. ``stats()`` counts ``batches_created``,
-  ``files_created`` and ``batch_lines`` (lines answered, failed ones included) apart from chat requests.
+  ``files_created``, ``batch_lines`` (lines answered, failed ones included) and ``batch_api_requests`` (HTTP requests
+  to /v1/files and /v1/batches) apart from chat requests.
 
 Run it in-process (``with FakeOpenAIServer(...) as srv: srv.base_url``; it lives on its own event loop in a daemon
 thread) or as a process: ``python -m evalsuite.testing.fake_server --port 0 --strength sft=0 --strength dpo=0.5``
@@ -337,6 +338,7 @@ class FakeOpenAIServer:
             "batches_created": self._batch_counts["batches_created"],
             "files_created": self._batch_counts["files_created"],
             "batch_lines": self._batch_counts["batch_lines"],
+            "batch_api_requests": self._batch_counts["api_requests"],
         }
 
     def _on_loop(self, fn: Callable[[], _T]) -> _T:
@@ -540,6 +542,7 @@ class FakeOpenAIServer:
         return obj
 
     async def _file_create(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         if not self._authorized(request):
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         form = await request.post()
@@ -554,18 +557,21 @@ class FakeOpenAIServer:
         return web.json_response(self._public(obj))
 
     async def _file_retrieve(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         obj = self._files.get(request.match_info["file_id"])
         if obj is None:
             return _error(404, "No such File object.", "invalid_request_error", None)
         return web.json_response(self._public(obj))
 
     async def _file_content(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         obj = self._files.get(request.match_info["file_id"])
         if obj is None:
             return _error(404, "No such File object.", "invalid_request_error", None)
         return web.Response(body=obj["_data"], content_type="application/octet-stream")
 
     async def _batch_create(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         if not self._authorized(request):
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         try:
@@ -598,17 +604,20 @@ class FakeOpenAIServer:
         return web.json_response(batch)
 
     async def _batch_retrieve(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         batch = self._batches.get(request.match_info["batch_id"])
         if batch is None:
             return _error(404, "No such batch.", "invalid_request_error", None)
         return web.json_response(batch)
 
     async def _batch_list(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         data = sorted(self._batches.values(), key=lambda b: b["created_at"], reverse=True)
         return web.json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
                                   "last_id": data[-1]["id"] if data else None, "has_more": False})
 
     async def _batch_cancel(self, request: web.Request) -> web.Response:
+        self._batch_counts["api_requests"] += 1
         batch = self._batches.get(request.match_info["batch_id"])
         if batch is None:
             return _error(404, "No such batch.", "invalid_request_error", None)
