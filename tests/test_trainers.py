@@ -89,7 +89,7 @@ def test_importing_trainers_and_cli_loads_no_training_library() -> None:
 
 
 def test_variant_registry_defaults() -> None:
-    assert set(VARIANTS) == {"sft", "dpo", "ipo", "simpo", "kto"}
+    assert set(VARIANTS) == {"sft", "dpo", "ipo", "simpo", "kto", "online-dpo"}
     assert (VARIANTS["dpo"].loss_type, VARIANTS["dpo"].default_beta, VARIANTS["dpo"].grid) == ("sigmoid", 0.1, (0.05, 0.1, 0.5))
     assert (VARIANTS["ipo"].loss_type, VARIANTS["ipo"].default_beta, VARIANTS["ipo"].grid) == ("ipo", 0.1, (0.05, 0.1, 0.5))
     assert (VARIANTS["simpo"].trainer, VARIANTS["simpo"].default_beta, VARIANTS["simpo"].grid) == ("cpo", 2.0, (1.0, 2.0, 5.0))

@@ -8,6 +8,7 @@ load inside :func:`train` (:func:`train_variant`) and :func:`load_preference_dat
 from __future__ import annotations
 
 from evalsuite.trainers._data import PreferencePair, load_preference_data, read_preference_pairs
+from evalsuite.trainers._online import JudgeReward, train_online_dpo
 from evalsuite.trainers._trained import TrainedCheckpoint, train
 from evalsuite.trainers._train import (
     STABLE_METRICS,
@@ -25,6 +26,7 @@ __all__ = [
     "TRL_METRIC_NAMES",
     "VARIANTS",
     "Flag",
+    "JudgeReward",
     "PreferencePair",
     "TrainOptions",
     "TrainedCheckpoint",
@@ -35,6 +37,7 @@ __all__ = [
     "read_metrics",
     "read_preference_pairs",
     "resolve_betas",
+    "train_online_dpo",
     "train_variant",
     "train",
     "training_flags",

@@ -604,6 +604,11 @@ def train_variant(
     distributed launch, ``[]``.
     """
     spec = get_variant(variant)
+    if spec.trainer == "online":  # prompts + the judge as reward instead of preference pairs
+        from evalsuite.trainers._online import train_online_dpo
+
+        return train_online_dpo(spec, model=model, data=data, betas=betas, options=options, out_dir=out_dir,
+                                manifest=manifest, progress=progress, grid=grid)
     run_betas = resolve_betas(spec, betas, grid=grid)
     options.validate(spec)
     _check_model(model)

@@ -11,8 +11,8 @@ from typing import Literal
 
 from evalsuite.errors import InputError
 
-TrainerFamily = Literal["dpo", "cpo", "kto", "sft"]
-DataShape = Literal["paired", "unpaired", "sft"]
+TrainerFamily = Literal["dpo", "cpo", "kto", "sft", "online"]
+DataShape = Literal["paired", "unpaired", "sft", "prompts"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,16 @@ VARIANTS: dict[str, VariantSpec] = {
         data_shape="unpaired",
         uses_reference=True,
         summary="KTO on unpaired desirable/undesirable completions (Ethayarajh et al. 2024)",
+    ),
+    "online-dpo": VariantSpec(
+        name="online-dpo",
+        trainer="online",
+        loss_type="sigmoid",
+        default_beta=0.1,
+        grid=(0.05, 0.1, 0.5),
+        data_shape="prompts",
+        uses_reference=True,
+        summary="online DPO: two fresh samples per prompt, labelled by evalsuite's judge in both orders (trainers/_online.py)",
     ),
 }
 
