@@ -249,6 +249,8 @@ class OpenAIBatchProvider:
         self.client = openai.OpenAI(base_url=spec.base_url, api_key=key, max_retries=spec.max_retries,
                                     timeout=spec.timeout)
         self._prefill: bool | None = None
+        # which run directory a batch belongs to, in its metadata (values are at most 512 characters)
+        self._run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:32]
 
     def _fail(self, exc: Exception, doing: str) -> InputError:
         status = getattr(exc, "status_code", None)
@@ -295,8 +297,10 @@ class OpenAIBatchProvider:
     def find(self, sha256: str) -> BatchRecord | None:
         try:
             for batch in self.client.batches.list(limit=100).data:  # the newest page only, never the whole history
-                if (batch.metadata or {}).get(SHA_METADATA_KEY) == sha256 and batch.status not in BAD_STATUSES:
-                    meta = batch.metadata or {}
+                meta = batch.metadata or {}
+                # the same calls submitted for this run directory (another run's batch is not this run's to take)
+                if meta.get(SHA_METADATA_KEY) == sha256 and meta.get("evalsuite_run") == self._run_id \
+                        and batch.status not in BAD_STATUSES:
                     total = batch.request_counts.total if batch.request_counts else 0
                     return self._record(batch, Path(meta.get("evalsuite_input", "")), total,
                                         meta.get("evalsuite_target", ""), meta.get("evalsuite_prefill") == "1")
@@ -311,7 +315,7 @@ class OpenAIBatchProvider:
                 uploaded = self.client.files.create(file=(input_path.name, fh), purpose="batch")
             batch = self.client.batches.create(
                 input_file_id=uploaded.id, endpoint=BATCH_URL, completion_window=COMPLETION_WINDOW,
-                metadata={SHA_METADATA_KEY: sha256, "evalsuite_target": target[:500],
+                metadata={SHA_METADATA_KEY: sha256, "evalsuite_run": self._run_id, "evalsuite_target": target[:500],
                           "evalsuite_input": str(input_path)[:500], "evalsuite_prefill": "1" if prefill else "0"},
             )
         except self._openai.APIError as exc:

@@ -24,8 +24,12 @@ import pytest
 from conftest import run_cli, write_config
 
 import evalsuite.batch
-from evalsuite.batch import batch_prices, token_cost
-from evalsuite.config import ModelSpec
+from evalsuite.backends import NullProgress
+from evalsuite.batch import BatchBackend, BatchOptions, batch_prices, token_cost
+from evalsuite.bench import BenchSpec, load_benchmark
+from evalsuite.config import JudgingOptions, ModelSpec
+from evalsuite.judge._calls import run_judge
+from evalsuite.store import RunStore
 from evalsuite.testing.fake_server import BatchPlan, FakeOpenAIServer
 
 STRENGTHS = {"sft": 0.0, "dpo": 1.0}
@@ -50,6 +54,19 @@ def _judgments(run_dir: Path) -> list[tuple[Any, ...]]:
 
 def _answers(run_dir: Path) -> list[tuple[Any, ...]]:
     return _rows(run_dir, "SELECT model, question_id, turn, text, cache_key FROM answer_turns ORDER BY model, question_id, turn")
+
+
+class _NoBar:
+    """A stage progress factory that shows nothing."""
+
+    def __init__(self, *args: Any) -> None:
+        pass
+
+    def __enter__(self) -> NullProgress:
+        return NullProgress()
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _generate_live(tmp_path: Path, cfg: Path, run_dir: str) -> None:
@@ -195,23 +212,6 @@ def test_expired_batch_is_one_line_exit_2_and_keeps_what_it_answered(tmp_path: P
 
 def test_run_batched_api_splits_large_batches_and_stores_like_live(tmp_path: Path, questions: Path) -> None:
     """The core API other stages call: a stage's planned requests through BatchBackend, max_lines per batch file."""
-    from evalsuite.backends import NullProgress
-    from evalsuite.batch import BatchBackend, BatchOptions
-    from evalsuite.bench import BenchSpec, load_benchmark
-    from evalsuite.config import JudgingOptions
-    from evalsuite.judge._calls import run_judge
-    from evalsuite.store import RunStore
-
-    class Bar:
-        def __init__(self, *args: Any) -> None:
-            self.bar = NullProgress()
-
-        def __enter__(self) -> NullProgress:
-            return self.bar
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
     with FakeOpenAIServer(strengths=STRENGTHS) as srv:
         cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, STRENGTHS, questions)
         _generate_live(tmp_path, cfg, "run")
@@ -220,12 +220,48 @@ def test_run_batched_api_splits_large_batches_and_stores_like_live(tmp_path: Pat
         backend = BatchBackend(judge, tmp_path / "run", BatchOptions(poll_interval=0.02, max_lines=10))
         qs = load_benchmark(BenchSpec(name=None, path=str(questions)))
         with RunStore(tmp_path / "run") as store:
-            summary = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=Bar, backend=backend)
-            again = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=Bar)  # live: nothing left
+            summary = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=_NoBar, backend=backend)
+            again = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=_NoBar)  # live: nothing left
         stats = srv.stats()
     assert (summary.requested, summary.errors, again.requested, again.cached) == (JUDGE_CALLS, 0, 0, JUDGE_CALLS)
     assert (stats["batches_created"], stats["batch_lines"], stats["total_requests"]) == (5, JUDGE_CALLS, 0)
     assert len(backend.report.created) == 5 and backend.report.answered == JUDGE_CALLS
+
+
+def test_batch_created_but_never_recorded_is_found_again(tmp_path: Path, questions: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that dies between batches.create and the store write: the re-run finds its batch by the input file's
+    sha256 and run directory in the batch metadata, and does not pay twice."""
+    class Died(Exception):
+        pass
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise Died
+
+    with FakeOpenAIServer(strengths=STRENGTHS, batch=BatchPlan(line_seconds=0.01)) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, STRENGTHS, questions)
+        _generate_live(tmp_path, cfg, "run")
+        _generate_live(tmp_path, cfg, "other")
+        srv.reset_stats()
+        judge = ModelSpec(name="judge", model="judge", base_url=srv.base_url, max_tokens=2048, temperature=0.0)
+        qs = load_benchmark(BenchSpec(name=None, path=str(questions)))
+        options = BatchOptions(poll_interval=0.02)
+        with monkeypatch.context() as mp:
+            mp.setattr(RunStore, "put_batch", die)
+            with RunStore(tmp_path / "run") as store, pytest.raises(Died):
+                run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=_NoBar,
+                          backend=BatchBackend(judge, tmp_path / "run", options))
+        assert srv.stats()["batches_created"] == 1
+        backend = BatchBackend(judge, tmp_path / "run", options)
+        with RunStore(tmp_path / "run") as store:
+            summary = run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=_NoBar, backend=backend)
+        assert summary.requested == JUDGE_CALLS and srv.stats()["batches_created"] == 1
+        assert backend.report.reattached and not backend.report.created
+        # the same calls for another run directory are that run's own batch
+        other = BatchBackend(judge, tmp_path / "other", options)
+        with RunStore(tmp_path / "other") as store:
+            run_judge(judge, [("dpo", "sft")], qs, store, JudgingOptions(), progress=_NoBar, backend=other)
+        assert srv.stats()["batches_created"] == 2 and len(other.report.created) == 1
 
 
 def test_batch_on_a_backend_without_batch_files_is_an_input_error(tmp_path: Path, questions: Path) -> None:
