@@ -19,6 +19,7 @@ load inside :func:`train_online_dpo` only.
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -94,6 +95,8 @@ class JudgeReward:
         """For each (prompt, first, second): the first completion's reconciled score against the second."""
         from evalsuite.judge._calls import ask_judge, plan_requests
         from evalsuite.judge.swap import build_matches
+        from rich.console import Console
+
         from evalsuite.progress import StageProgress
 
         items: list[tuple[Question, str, str] | None] = []
@@ -123,8 +126,9 @@ class JudgeReward:
                     seen.add(r.key)
                     requests.append(r)
         if requests:
+            quiet = Console(file=io.StringIO())  # one judge stage per training step: no summary line each time
             made, errs = ask_judge(self.judge, requests, self.store, f"online-dpo: judge ({self.label})",
-                                   lambda t, n: StageProgress(t, n, enabled=False), self.backend)
+                                   lambda t, n: StageProgress(t, n, enabled=False, console=quiet), self.backend)
             self.calls += made
             self.errors += errs
         wanted = {(q.question_id, frozenset((a, b))) for it in items if it is not None for q, a, b in [it]}
