@@ -200,3 +200,26 @@ def test_labeling_prompts_must_not_be_evaluation_questions(tmp_path: Path) -> No
                    f'[iterate]\nprompts = "{prompts}"\n', encoding="utf-8")
     res = run_cli("iterate", "--config", str(cfg), cwd=tmp_path)
     assert res.returncode == 2 and "are evaluation questions" in res.stderr
+
+
+@pytest.mark.slow
+def test_reference_sft_trains_against_another_frozen_model(sft_model: Path, tmp_path: Path) -> None:
+    """iterate.reference = "sft" passes the SFT checkpoint as TRL's ref_model: before the first update the policy
+    equals its starting model, so its rewards (beta x log-ratio to the reference) are 0 against itself and not 0
+    against a different reference."""
+    from evalsuite.demo.tiny import build_tiny_model
+    from evalsuite.trainers import TrainOptions, read_metrics, train_variant
+
+    other = build_tiny_model(tmp_path / "other", seed=11)
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Say {i}.", "chosen": f"Sure, {i} it is, gladly.",
+                                        "rejected": f"No, not {i}, never ever."}) + "\n" for i in range(4)),
+                    encoding="utf-8")
+    first_rewards = []
+    for name, ref in (("self", None), ("other", str(other))):
+        (entry,) = train_variant("dpo", model=str(sft_model), data=str(data), out_dir=tmp_path / name, progress=False,
+                                 options=TrainOptions(lr=1e-3, max_steps=1, batch_size=4, max_length=64,
+                                                      reference_model=ref))
+        first_rewards.append(read_metrics(entry.metrics or "")[0]["chosen_reward"])
+    assert first_rewards[0] == pytest.approx(0.0, abs=1e-6)
+    assert abs(first_rewards[1]) > 1e-3

@@ -263,3 +263,11 @@ def test_label_batch_judges_through_a_batch_file_and_stores_what_live_stores(tin
         assert stats["total_requests"] == 0
         assert (stats["batches_created"], stats["batch_lines"]) == (1, len(PROMPTS) * 3 * 2)
     assert (tmp_path / "batch.jsonl").read_text() == (tmp_path / "live.jsonl").read_text()
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import evalsuite.label
+
+    assert doctest.testmod(evalsuite.label).failed == 0
