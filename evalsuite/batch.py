@@ -729,6 +729,8 @@ def batch_backends(judge: "ModelSpec | None", models: Sequence["ModelSpec"], run
     for spec in models:
         if spec.backend in PROVIDERS:
             out[spec.name] = BatchBackend(spec, run_dir, options)
+        else:
+            _note(options, f"model {spec.name!r} has backend {spec.backend!r}, which has no batch files: asked live")
     return out
 
 
