@@ -204,7 +204,7 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
     """Run (or resume) ``opts.rounds`` rounds; see the module docstring."""
     from evalsuite.bench import load_benchmark
     from evalsuite.label import LabelOptions, check_disjoint, label, read_prompts
-    from evalsuite.manifest import upsert_entry
+    from evalsuite.manifest import upsert_entry, utc_now
     from evalsuite.store import RunStore
 
     check_options(opts)
@@ -261,7 +261,11 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
             say(f"round {r}: train {name} from {prev_name}")
             try:
                 init = _local_path(resolve_models(config, [prev_name])[0], "the round's starting model")
-                entries = _train_round(opts, init, sft_path, pairs_path, ckpt_root / f"r{r}")
+                # killed after the trainer wrote its checkpoint but before the state moved on: keep what it wrote
+                entries = _finished_training(ckpt_root / f"r{r}", state["rounds"][str(r)].get("train_started"))
+                if not entries:
+                    save(r, train_started=utc_now())
+                    entries = _train_round(opts, init, sft_path, pairs_path, ckpt_root / f"r{r}")
             except InputError as exc:
                 raise _in_step(r, "train", exc) from None
             except Exception as exc:  # a trainer crash: name the round and step; checkpoints so far are kept
@@ -303,6 +307,19 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
             vs_previous=Versus.from_json(rs["vs_previous"]) if rs.get("vs_previous") else None,
         ))
     return IterateOutcome(records, stopped)
+
+
+def _finished_training(out_dir: Path, started: str | None) -> list[Any]:
+    """The round's checkpoint when a training that started at ``started`` finished (its manifest entry is written
+    only after the weights are saved, and is newer than the start); else ``[]``."""
+    from evalsuite.manifest import read_manifest, resolve_base, resolve_path
+
+    if not started:
+        return []
+    manifest = out_dir / "manifest.json"
+    return [replace(e, path=str(resolve_path(manifest, e)), base=None if e.base is None else str(resolve_base(manifest, e)),
+                    metrics=None if e.metrics is None else str((manifest.parent / e.metrics).resolve()))
+            for e in read_manifest(manifest) if e.created >= started]
 
 
 def _train_round(opts: IterateOptions, init: str, sft_path: str, pairs: Path, out_dir: Path) -> list[Any]:

@@ -223,3 +223,18 @@ def test_reference_sft_trains_against_another_frozen_model(sft_model: Path, tmp_
         first_rewards.append(read_metrics(entry.metrics or "")[0]["chosen_reward"])
     assert first_rewards[0] == pytest.approx(0.0, abs=1e-6)
     assert abs(first_rewards[1]) > 1e-3
+
+
+def test_a_training_that_finished_before_the_kill_is_kept(tmp_path: Path) -> None:
+    """Killed after the trainer wrote its manifest entry but before state.json moved on: the resumed step keeps that
+    checkpoint (paths made absolute for the main manifest); an entry older than the attempt is a stale one."""
+    from evalsuite.iterate import _finished_training
+    from evalsuite.manifest import CheckpointEntry, upsert_entry, utc_now
+
+    started = utc_now()
+    upsert_entry(tmp_path / "manifest.json", CheckpointEntry(name="dpo-b0.1", variant="dpo", beta=0.1,
+                                                             path=str(tmp_path / "dpo-b0.1"), created=started))
+    (entry,) = _finished_training(tmp_path, started)
+    assert entry.path == str((tmp_path / "dpo-b0.1").resolve())
+    assert _finished_training(tmp_path, "2999-01-01T00:00:00+00:00") == []
+    assert _finished_training(tmp_path, None) == []
