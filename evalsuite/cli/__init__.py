@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "report": "evalsuite.cli._report:report_cmd",
     "gate": "evalsuite.cli._report:gate_cmd",
     "agreement": "evalsuite.cli._report:agreement_cmd",
+    "calibrate": "evalsuite.cli._calibrate:calibrate_cmd",
     "export": "evalsuite.cli._interop:export_cmd",
     "import-answers": "evalsuite.cli._interop:import_answers_cmd",
     "import-judgments": "evalsuite.cli._interop:import_judgments_cmd",

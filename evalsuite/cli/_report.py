@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from evalsuite.cli._sequential import gate_sequential_options
 from evalsuite.errors import InputError
 
 if TYPE_CHECKING:
@@ -55,10 +56,21 @@ def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
                    "not-worse: fail only if the CI's upper bound is below it (evidence of regression); point: the win rate itself.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="The CI is the two-sided (1 - alpha) interval.")
 @click.option("--against", "against", type=click.Path(dir_okay=False), help="An older results.json: also fail when a candidate's win rate dropped significantly on the same questions.")
+@gate_sequential_options
 def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_rate: float, rule: str, alpha: float,
-             against: str | None) -> None:
+             against: str | None, sequential: bool = False, wave: int = 8, config_path: str | None = None,
+             overrides: tuple[str, ...] = (), seed: int | None = None, quiet: bool = False) -> None:
     """CI gate on win rate: exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from evalsuite.report.gate import GateOptions, run_gate
+
+    if sequential:  # judge now, stopping each candidate once its decision is settled
+        from evalsuite.cli._sequential import gate_sequential
+
+        if against:
+            raise InputError("--against compares finished runs", where="--sequential", fix="drop --against or --sequential")
+        passed = gate_sequential(run_dir, baseline, candidates, rule, min_win_rate, alpha, wave, config_path, overrides,
+                                 seed, quiet)
+        sys.exit(0 if passed else 1)
 
     results = load_results(run_dir)
     old = load_results(run_dir, path=against) if against else None

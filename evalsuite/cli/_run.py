@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
+from evalsuite.cli._sequential import compare_sequential_options
 from evalsuite.config import Config, load_config
 
 if TYPE_CHECKING:
@@ -126,10 +127,12 @@ def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
 @common_options
 @judging_options
 @batch_options
+@compare_sequential_options
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
                 template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-                quiet: bool, batch: bool, batch_retry: str, batch_poll: float) -> None:
+                quiet: bool, batch: bool, batch_retry: str, batch_poll: float, sequential: bool = False, wave: int = 8,
+                rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05) -> None:
     """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
 
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
@@ -148,9 +151,19 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
         raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
     cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
     backends = batch_backends(config, True, [base[0], *cands], batch, batch_retry, batch_poll)
+    stats_options = StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed)
+    if sequential:  # judge in waves, stop each candidate once its gate decision is settled
+        from evalsuite.cli._sequential import run_sequential_cli
+        from evalsuite.sequential import SequentialOptions
+
+        seq = run_sequential_cli(config, base[0], cands, SequentialOptions(rule, min_win_rate, alpha, wave, config.seed),
+                                 quiet=quiet, retry_errors=retry_errors, stats_options=stats_options, backends=backends)
+        print_summary(seq.results)
+        click.echo(f"wrote {seq.results_path} and {seq.leaderboard_path}", err=True)
+        return
     outcome = run_compare(
         config, base[0], cands, progress=progress_factory(quiet), retry_errors=retry_errors,
-        stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed), backends=backends,
+        stats_options=stats_options, backends=backends,
     )
     echo_batch_reports(backends)
     print_summary(outcome.results)

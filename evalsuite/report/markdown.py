@@ -108,6 +108,11 @@ def render_markdown(results: Results) -> str:
         lines += ["Source SE: the imported file's own standard error of the win rate (e.g. AlpacaEval's SE of the mean "
                   "preference), to check the import against the published leaderboard; CI: our question-clustered "
                   "bootstrap.", ""]
+    # a sequential run and human calibration add their sections (owned by evalsuite.sequential / evalsuite.calibrate)
+    from evalsuite.calibrate import calibration_markdown
+    from evalsuite.sequential import sequential_markdown
+
+    lines += [s for s in (sequential_markdown(results.extra), calibration_markdown(results.extra)) if s]
 
     turned = [c for c in comps if c.per_turn]
     turns = sorted({t.turn for c in turned for t in c.per_turn})

@@ -1,0 +1,94 @@
+"""``--sequential`` for ``compare`` and ``gate``: the flags and the wiring (the logic is ``evalsuite.sequential``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import click
+
+if TYPE_CHECKING:
+    from evalsuite.config import Config, ModelSpec
+    from evalsuite.sequential import SequentialOptions, SequentialOutcome
+
+RULES = ["lower-bound", "not-worse", "point"]  # point is refused with an input error that names it
+
+_wave_option = click.option("--wave", type=int, default=8, show_default=True,
+                            help="With --sequential: questions per wave (the sequence is looked at after each wave).")
+
+
+def compare_sequential_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--sequential and the gate rule it settles, for ``compare``."""
+    for opt in reversed([
+        click.option("--sequential", is_flag=True,
+                     help="Judge questions in a seeded random order, in waves, and stop judging a candidate once an "
+                          "anytime-valid confidence sequence settles its gate decision (--rule, --min-win-rate)."),
+        _wave_option,
+        click.option("--rule", type=click.Choice(RULES), default="lower-bound", show_default=True,
+                     help="With --sequential: the gate rule to settle (lower-bound or not-worse)."),
+        click.option("--min-win-rate", type=float, default=0.5, show_default=True, help="With --sequential: the threshold."),
+        click.option("--alpha", type=float, default=0.05, show_default=True,
+                     help="With --sequential: family-wise error over the candidates (Bonferroni)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def gate_sequential_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--sequential for ``gate``: judge now (from the project file) instead of reading results.json."""
+    for opt in reversed([
+        click.option("--sequential", is_flag=True,
+                     help="Judge now, sequentially, and stop each candidate once its decision is settled "
+                          "(needs the project file: --config); prints the calls each decision took."),
+        _wave_option,
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="With --sequential: project file (default ./evalsuite.toml)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="With --sequential: override a config key (repeatable)."),
+        click.option("--seed", type=int, help="With --sequential: seed of the question order (default run.seed or 0)."),
+        click.option("--quiet", is_flag=True, help="With --sequential: no progress bars."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def run_sequential_cli(
+    config: Config,
+    baseline: ModelSpec,
+    candidates: Sequence[ModelSpec],
+    options: SequentialOptions,
+    *,
+    quiet: bool,
+    retry_errors: bool = False,
+    stats_options: Any = None,
+    backends: Mapping[str, Any] | None = None,
+) -> SequentialOutcome:
+    """Run the sequential judging and print one line per candidate (PASS/FAIL, the calls it took)."""
+    from evalsuite.cli._run import progress_factory
+    from evalsuite.sequential import run_sequential, sequential_lines
+
+    outcome = run_sequential(config, baseline, candidates, options, progress=progress_factory(quiet),
+                             retry_errors=retry_errors, stats_options=stats_options, backends=backends)
+    for line in sequential_lines(outcome.run, baseline.name):
+        click.echo(line)
+    return outcome
+
+
+def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule: str, threshold: float, alpha: float,
+                    wave: int, config_path: str | None, overrides: Sequence[str], seed: int | None, quiet: bool) -> bool:
+    """``gate --sequential``: resolve the models from the project file, judge sequentially, print; True if all pass."""
+    from dataclasses import replace
+
+    from evalsuite.cli._run import build_config
+    from evalsuite.config import resolve_models
+    from evalsuite.sequential import SequentialOptions
+
+    options = SequentialOptions(rule=rule, threshold=threshold, alpha=alpha, wave=wave)
+    options.check()  # before anything is read or asked
+    config = build_config(config_path, run_dir, None, None, None, None, overrides)
+    if seed is not None:
+        config = replace(config, seed=seed)
+    base = resolve_models(config, [baseline])
+    if len(base) != 1:
+        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
+    cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
+    outcome = run_sequential_cli(config, base[0], cands, replace(options, seed=config.seed), quiet=quiet)
+    click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
+    return outcome.run.passed
