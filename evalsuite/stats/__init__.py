@@ -8,6 +8,9 @@
 - ``length_controlled_win_rate``: win rate predicted at zero answer-length difference.
 - ``agreement``: MT-Bench S1/S2 agreement and Cohen's kappa between two sets of votes.
 - ``min_detectable_difference``: power planning.
+- ``confidence_path`` / ``sequence_bounds`` / ``decide``: anytime-valid betting confidence sequences for a win rate
+  and the gate decisions they settle (sequential judging).
+- ``ppi_win_rate``: judge-only, human-only and prediction-powered (PPI++) win rates with CIs (human calibration).
 
 Every random quantity is seeded and vectorised over resamples; nothing here does I/O or imports a backend.
 """
@@ -17,9 +20,18 @@ from evalsuite.stats._bootstrap import BootstrapResult, cluster_bootstrap, paire
 from evalsuite.stats._bradley_terry import Rating, bradley_terry
 from evalsuite.stats._length import length_controlled_win_rate
 from evalsuite.stats._power import min_detectable_difference
+from evalsuite.stats._ppi import CalibratedWinRate, WinRateInterval, ppi_win_rate
+from evalsuite.stats._sequential import SequenceBounds, confidence_path, decide, sequence_bounds
 from evalsuite.stats._significance import holm, holm_bounded, sign_test
 
 __all__ = [
+    "CalibratedWinRate",
+    "SequenceBounds",
+    "WinRateInterval",
+    "confidence_path",
+    "decide",
+    "ppi_win_rate",
+    "sequence_bounds",
     "AgreementResult",
     "AgreementRow",
     "BootstrapResult",
