@@ -47,6 +47,7 @@ class CompareOutcome:
     judging: JudgeSummary | None
     results_path: Path
     leaderboard_path: Path
+    viewer_path: Path | None = None  # the HTML viewer beside the leaderboard (None with viewer=False)
 
 
 def judged_pairs(baseline: str, candidates: Sequence[str], pairs: str) -> list[tuple[str, str]]:
@@ -150,8 +151,10 @@ def run_compare(
     backends: Mapping[str, Any] | None = None,
     generate_answers: bool = True,
     note: str | None = None,
+    viewer: bool = True,
 ) -> CompareOutcome:
-    """Generate what is missing, judge every pair in both orders, write results. Safe to re-run at any point."""
+    """Generate what is missing, judge every pair in both orders, write results (and, with ``viewer``, the HTML
+    viewer beside the leaderboard). Safe to re-run at any point."""
     questions = load_benchmark(config.bench)
     if config.judging.template:
         load_template(config.judging.template)  # a bad template fails before any model call
@@ -182,4 +185,9 @@ def run_compare(
         rp, lp = write_outputs(results, config.run_dir)
     finally:
         store.close()
-    return CompareOutcome(results, gen, summary, rp, lp)
+    vp = None
+    if viewer:
+        from evalsuite.report.html import write_viewer
+
+        vp = write_viewer(config.run_dir, results)
+    return CompareOutcome(results, gen, summary, rp, lp, vp)

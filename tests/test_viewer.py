@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_config, write_questions
 
 from evalsuite.compare import RESULTS_FILE
 from evalsuite.judge.swap import build_matches
@@ -18,6 +18,7 @@ from evalsuite.report.html import VIEWER_FILE, build_viewer, embed_json, leaderb
 from evalsuite.report.markdown import render_markdown
 from evalsuite.report.results import StatsOptions, build_results, orient_to
 from evalsuite.store import RunStore
+from evalsuite.testing.fake_server import FakeOpenAIServer
 
 PAYLOAD = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"></div><!-- </script >'
 
@@ -168,3 +169,24 @@ def test_view_command_writes_the_file_and_names_a_missing_run(tmp_path: Path) ->
     assert json.loads(_data_block(page))["baseline"] == "sft"
     bad = run_cli("view", "--run-dir", "nothing-here", cwd=tmp_path)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "results" in bad.stderr
+
+
+def test_compare_writes_the_viewer_beside_the_leaderboard_unless_told_not_to(tmp_path: Path) -> None:
+    strengths = {"sft": 0.0, "dpo": 1.0}
+    questions = write_questions(tmp_path / "questions.jsonl", n=4)
+    with FakeOpenAIServer(strengths=strengths) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, strengths, questions)
+        args = ("compare", "sft", "dpo", "--config", str(cfg), "--quiet", "--resamples", "200", "--bt-rounds", "20")
+        res = run_cli(*args, "--run-dir", "run", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        off = run_cli(*args, "--run-dir", "off", "--no-viewer", cwd=tmp_path)
+        assert off.returncode == 0, off.stderr
+    page = tmp_path / "run" / VIEWER_FILE
+    assert (tmp_path / "run" / "leaderboard.md").is_file() and page.is_file() and str(page.name) in res.stderr
+    assert len(json.loads(_data_block(page.read_text(encoding="utf-8")))["matches"]) == 4 * 2
+    assert (tmp_path / "off" / "leaderboard.md").is_file() and not (tmp_path / "off" / VIEWER_FILE).exists()
+    # report --format html prints the same page (and rewrites the same file)
+    rep = run_cli("report", "--run-dir", "off", "--format", "html", cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout == (tmp_path / "off" / VIEWER_FILE).read_text(encoding="utf-8")
+    assert rep.stdout.startswith("<!DOCTYPE html>")

@@ -25,10 +25,11 @@ def load_results(run_dir: str | Path, *, path: str | Path | None = None) -> Resu
 
 @click.command("report")
 @click.option("--run-dir", default="runs/default", show_default=True, type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["md", "json", "csv"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "csv", "html"]), default="md", show_default=True,
+              help="html: the viewer page (leaderboard + every judgment), also written to RUN_DIR/viewer.html.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False), help="Write PNG plots here (needs matplotlib: evalsuite[plots]).")
 def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
-    """Print the leaderboard of a run (markdown for GitHub, JSON, or CSV) from its results.json."""
+    """Print the leaderboard of a run (markdown for GitHub, JSON, CSV, or the HTML viewer) from its results.json."""
     from evalsuite.report.markdown import render_markdown
     from evalsuite.report.tables import results_csv
 
@@ -37,6 +38,10 @@ def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
         click.echo(render_markdown(results), nl=False)
     elif fmt == "json":
         click.echo(results.dumps(), nl=False)
+    elif fmt == "html":  # the same file `evalsuite view` writes
+        from evalsuite.report.html import write_viewer
+
+        click.echo(write_viewer(Path(run_dir), results).read_text(encoding="utf-8"), nl=False)
     else:
         click.echo(results_csv(results), nl=False)
     if plots_dir:

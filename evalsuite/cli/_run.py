@@ -128,11 +128,12 @@ def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
 @judging_options
 @batch_options
 @compare_sequential_options
+@click.option("--no-viewer", is_flag=True, help="Do not write viewer.html (every judgment, as one HTML page) beside leaderboard.md.")
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
                 template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
                 quiet: bool, batch: bool, batch_retry: str, batch_poll: float, sequential: bool = False, wave: int = 8,
-                rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05) -> None:
+                rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05, no_viewer: bool = False) -> None:
     """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
 
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
@@ -160,14 +161,20 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
                                  quiet=quiet, retry_errors=retry_errors, stats_options=stats_options, backends=backends)
         print_summary(seq.results)
         click.echo(f"wrote {seq.results_path} and {seq.leaderboard_path}", err=True)
+        if not no_viewer:
+            from evalsuite.report.html import write_viewer
+
+            click.echo(f"wrote {write_viewer(config.run_dir, seq.results)}", err=True)
         return
     outcome = run_compare(
         config, base[0], cands, progress=progress_factory(quiet), retry_errors=retry_errors,
-        stats_options=stats_options, backends=backends,
+        stats_options=stats_options, backends=backends, viewer=not no_viewer,
     )
     echo_batch_reports(backends)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
+    if outcome.viewer_path is not None:
+        click.echo(f"wrote {outcome.viewer_path}", err=True)
 
 
 def print_summary(results: Results) -> None:
@@ -250,10 +257,11 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
 @common_options
 @judging_options
 @batch_options
+@click.option("--no-viewer", is_flag=True, help="Do not write viewer.html (every judgment, as one HTML page) beside leaderboard.md.")
 def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
               bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
               template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-              quiet: bool, batch: bool, batch_retry: str, batch_poll: float) -> None:
+              quiet: bool, batch: bool, batch_retry: str, batch_poll: float, no_viewer: bool = False) -> None:
     """Judge stored answers only (no generation): CANDIDATES vs BASELINE in both orders, then write the results.
 
     Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
@@ -269,11 +277,13 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
     specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
     backends = batch_backends(config, True, [], batch, batch_retry, batch_poll)
     outcome = run_compare(config, specs[0], specs[1:], progress=progress_factory(quiet), retry_errors=retry_errors,
-                          generate_answers=False, backends=backends,
+                          generate_answers=False, backends=backends, viewer=not no_viewer,
                           stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed))
     echo_batch_reports(backends)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
+    if outcome.viewer_path is not None:
+        click.echo(f"wrote {outcome.viewer_path}", err=True)
 
 
 @click.command("grade")
