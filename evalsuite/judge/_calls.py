@@ -140,6 +140,8 @@ def plan_requests(
     choose = TemplateChooser(template, kind)
     identity = {**model_identity(judge), "verdict_mode": judge.verdict_mode, "kind": kind}
     label = judge_label(judge)
+    # A judge with no temperature set is asked greedily (None would reach the backends' float()).
+    temperature = 0.0 if judge.temperature is None else judge.temperature
     requests: list[ChatRequest] = []
     cached = missing = 0
     for group in groups:
@@ -155,7 +157,7 @@ def plan_requests(
                 choices = _logprob_choices(judge, tpl, kind)
                 # every setting the request carries is in its key, so changing any of them re-asks the judge
                 sampling: dict[str, Any] = {
-                    "temperature": judge.temperature, "max_tokens": judge.max_tokens, "seed": judge.seed,
+                    "temperature": temperature, "max_tokens": judge.max_tokens, "seed": judge.seed,
                     "logprob_choices": choices,
                 }
                 for shown in _shown_orders(group):
@@ -170,7 +172,11 @@ def plan_requests(
                         ChatRequest(
                             key=key,
                             messages=messages,
-                            **sampling,
+                            # named one by one (not **sampling), so their types are checked
+                            temperature=temperature,
+                            max_tokens=judge.max_tokens,
+                            seed=judge.seed,
+                            logprob_choices=choices,
                             meta={
                                 "judge": label,
                                 "template": tpl.name,
