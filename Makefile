@@ -31,7 +31,9 @@ ifeq ($(CI),true)
 TEST_DEPS += $(VLLM_VENV)/.installed
 endif
 
+# In CI the browser tests must run too: Debian's chromium and chromium-driver, installed when missing.
 test: $(TEST_DEPS)
+	if [ "$${CI:-}" = "true" ]; then sh scripts/install_browser.sh; fi
 	EVALSUITE_VLLM_PYTHON=$(abspath $(VLLM_PY)) $(PY) -m pytest
 
 demo: $(VENV)/.installed

