@@ -8,7 +8,6 @@ fake OpenAI-compatible server (evalsuite.testing.fake_server) on the bundled mtb
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from bench_viewer import chromium_driver, load_to_interactive_ms
 
+from evalsuite.report.results import load_results
 from evalsuite.testing.fake_server import FakeOpenAIServer, FaultPlan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +60,9 @@ def main() -> None:
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(args.out))
-        results = json.loads((work / "run" / "results.json").read_text(encoding="utf-8"))
-    n = sum(c["n"] + c["errors"] for c in results["comparisons"])
-    print(f"wrote {args.out} ({n} matches of {results['benchmark']['n_questions']} questions)")
+        results = load_results(work / "run" / "results.json")
+    n = sum(c.n + c.errors for c in results.comparisons)
+    print(f"wrote {args.out} ({n} matches of {results.info.benchmark.n_questions} questions)")
 
 
 if __name__ == "__main__":

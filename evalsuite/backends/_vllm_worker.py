@@ -277,8 +277,10 @@ def _run_mode(engine: Engine, requests: list[dict[str, Any]], logprob: bool) -> 
         probs = [math.exp(top[t].logprob) if t in top else 0.0 for t in ids]
         total = sum(probs)
         if total <= 0:
-            reason = f"logprob: no verdict choice among the top {TOP_LOGPROBS} tokens"
-            results.append(_result(request["id"], error=reason, **counts))
+            # The judge answered, just not with a verdict: empty probabilities are a parse error in the judge stage
+            # (as over the API), not an API failure.
+            top_text = completion.text
+            results.append(_result(request["id"], text=top_text, choice_probs={}, completion_tokens=1, **counts))
             continue
         choice_probs = {c: p / total for c, p in zip(choices, probs)}
         best = max(choices, key=lambda c: choice_probs[c])

@@ -247,7 +247,8 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
         store.put_questions(questions)
         backends = batch_backends(config, False, specs, batch, batch_retry, batch_poll)
         for s in generate_all(specs, questions, store, progress=progress_factory(quiet), backends=backends):
-            click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors", err=True)
+            first = f" (first: {s.first_error}; a re-run asks them again)" if s.errors and s.first_error else ""
+            click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors{first}", err=True)
         echo_batch_reports(backends)
 
 
