@@ -17,6 +17,7 @@ from evalsuite.judge._calls import JudgeSummary, judge_label, run_judge
 from evalsuite.judge.swap import build_matches
 from evalsuite.judge.templates import load_template
 from evalsuite.records import Answer, Match, Question
+from evalsuite.report.build import build_results, distinct_bigrams, orient_to
 from evalsuite.report.results import (
     Benchmark,
     GenerationRecord,
@@ -27,9 +28,6 @@ from evalsuite.report.results import (
     TokenUsage,
     TrainingFlag,
     Usage,
-    build_results,
-    distinct_bigrams,
-    orient_to,
     write_results,
 )
 from evalsuite.store import RunStore

@@ -13,7 +13,8 @@ import numpy as np
 
 from evalsuite.records import Match
 from evalsuite.report.gate import GateOptions, run_gate
-from evalsuite.report.results import StatsOptions, build_results
+from evalsuite.report.results import StatsOptions
+from evalsuite.report.build import build_results
 
 
 def main() -> None:

@@ -211,7 +211,8 @@ def main() -> None:
 
     # The whole report as `compare` builds it: results.json (every statistic) and the markdown leaderboard.
     from evalsuite.report.markdown import render_markdown
-    from evalsuite.report.results import StatsOptions, build_results
+    from evalsuite.report.results import StatsOptions
+    from evalsuite.report.build import build_results
 
     lengths: dict[str, dict[tuple[str, int], int]] = {BASELINE: {k: int(v) for k, v in run.len_baseline.items()}}
     for (cand, qid, turn), length in run.len_candidate.items():

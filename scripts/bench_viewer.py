@@ -30,7 +30,8 @@ import numpy as np
 from evalsuite.judge.swap import build_matches
 from evalsuite.records import CATEGORIES, REFERENCE_CATEGORIES, Judgment, Question
 from evalsuite.report.html import write_viewer
-from evalsuite.report.results import Results, StatsOptions, build_results, orient_to
+from evalsuite.report.results import Results, StatsOptions
+from evalsuite.report.build import build_results, orient_to
 from evalsuite.store import RunStore
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,7 +12,8 @@ from conftest import run_cli
 from evalsuite.errors import InputError
 from evalsuite.records import Match
 from evalsuite.report.gate import GateOptions, run_gate
-from evalsuite.report.results import Results, StatsOptions, build_results, load_results
+from evalsuite.report.results import Results, StatsOptions, load_results
+from evalsuite.report.build import build_results
 
 DATA = Path(__file__).parent / "data" / "results"
 
@@ -121,7 +122,7 @@ def test_report_formats(tmp_path: Path) -> None:
 
 
 def test_diagnosis_ties_the_outcome_to_training_causes() -> None:
-    from evalsuite.report.results import distinct_bigrams
+    from evalsuite.report.build import distinct_bigrams
 
     assert distinct_bigrams(["a b c", "a b c"]) == 0.5 and distinct_bigrams([""]) is None
     res = build_results(_matches({"dpo": WEAK, "simpo": EVEN}), baseline="sft", candidates=["dpo", "simpo"], lengths={},

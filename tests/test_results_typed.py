@@ -18,16 +18,8 @@ from evalsuite.judge.swap import build_matches
 from evalsuite.records import Judgment, Match
 from evalsuite.report.gate import GateOptions, run_gate
 from evalsuite.report.markdown import render_markdown
-from evalsuite.report.results import (
-    Comparison,
-    Results,
-    RunInfo,
-    StatsOptions,
-    build_results,
-    format_p,
-    load_results,
-    orient_to,
-)
+from evalsuite.report.results import Comparison, Results, RunInfo, StatsOptions, format_p, load_results
+from evalsuite.report.build import build_results, orient_to
 from evalsuite.report.tables import results_csv
 from evalsuite.stats import cluster_bootstrap, paired_difference
 

@@ -16,7 +16,8 @@ from evalsuite.judge.swap import build_matches
 from evalsuite.records import Judgment, Question
 from evalsuite.report.html import VIEWER_FILE, build_viewer, embed_json, leaderboard_html, match_id, viewer_data, write_viewer
 from evalsuite.report.markdown import render_markdown
-from evalsuite.report.results import StatsOptions, build_results, orient_to
+from evalsuite.report.results import StatsOptions
+from evalsuite.report.build import build_results, orient_to
 from evalsuite.store import RunStore
 from evalsuite.testing.fake_server import FakeOpenAIServer
 

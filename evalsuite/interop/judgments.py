@@ -69,7 +69,7 @@ def _fastchat(file: str, *, baseline: str | None, run_dir: Path, questions: str 
     from evalsuite.bench import read_questions
     from evalsuite.interop.fastchat import read_fastchat_pair_judgments
     from evalsuite.judge.swap import build_matches
-    from evalsuite.report.results import orient_to
+    from evalsuite.report.build import orient_to
     from evalsuite.store import RunStore
 
     judgments = read_fastchat_pair_judgments(file)
@@ -120,7 +120,8 @@ def import_judgments(
     """
     from evalsuite import __version__
     from evalsuite.compare import write_outputs
-    from evalsuite.report.results import StatsOptions, build_results
+    from evalsuite.report.results import StatsOptions
+    from evalsuite.report.build import build_results
 
     if fmt not in JUDGMENT_FORMATS:
         raise InputError(f"unknown judgment format {fmt!r}", fix=f"use one of {', '.join(JUDGMENT_FORMATS)}")

@@ -31,7 +31,8 @@ from typing import Any, Mapping, Sequence
 from evalsuite.errors import InputError
 from evalsuite.judge.swap import build_matches, match_error_reason
 from evalsuite.records import Judgment, Match
-from evalsuite.report.results import Results, orient_to
+from evalsuite.report.results import Results
+from evalsuite.report.build import orient_to
 from evalsuite.store import DB_NAME, RunStore
 
 __all__ = [
