@@ -163,7 +163,7 @@ def _metrics_writer(path: Path) -> "TrainerCallback":
 
     from transformers import TrainerCallback
 
-    from evalsuite.trainers._train import STABLE_METRICS
+    from evalsuite.trainers._train import metrics_row
 
     class OnlineMetricsWriter(TrainerCallback):
         """metrics.jsonl under the stable names, one line per logged step, appended as it arrives."""
@@ -174,18 +174,9 @@ def _metrics_writer(path: Path) -> "TrainerCallback":
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
                    **kwargs: Any) -> None:
-            if not logs or "loss" not in logs or not state.is_world_process_zero:
+            row = metrics_row(logs or {}, state.global_step, ONLINE_METRIC_NAMES)
+            if row is None or not state.is_world_process_zero:
                 return
-            row: dict[str, Any] = {"step": int(state.global_step), **{name: None for name in STABLE_METRICS}}
-            for key, value in logs.items():
-                name = ONLINE_METRIC_NAMES.get(key)
-                if name is None:
-                    continue
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    continue
-                row[name] = number if number == number and abs(number) != float("inf") else None
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
 

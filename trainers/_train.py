@@ -197,14 +197,19 @@ class TrainOptions:
         resolve_dtype(self.dtype, lora=self.lora, cuda=False, bf16_supported=False)
 
 
-def metrics_row(logs: Mapping[str, Any], step: int) -> dict[str, Any] | None:
-    """One metrics.jsonl line from a trainer log, or None for logs that are not a training step (eval, summary)."""
+def metrics_row(logs: Mapping[str, Any], step: int,
+                names: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """One metrics.jsonl line from a trainer log, or None for logs that are not a training step (eval, summary).
+
+    ``names`` maps the trainer's log keys to the stable names (default: the offline TRL trainers' keys).
+    """
     if "loss" not in logs:
         return None
+    key_names = TRL_METRIC_NAMES if names is None else names
     row: dict[str, Any] = {"step": int(step)}
     row.update({name: None for name in STABLE_METRICS})
     for key, value in logs.items():
-        name = TRL_METRIC_NAMES.get(key)
+        name = key_names.get(key)
         if name is None:
             continue
         try:

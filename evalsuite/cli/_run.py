@@ -112,6 +112,16 @@ def build_config(config_path: str | None, run_dir: str | None, bench_name: str |
     return replace(config, bench=bench)
 
 
+def baseline_and_candidates(config: Config, baseline: str, candidates: Sequence[str]) -> tuple[Any, list[Any]]:
+    """The baseline (one checkpoint) and the candidates (sweeps expanded, the baseline left out) as model specs."""
+    from evalsuite.config import resolve_models
+
+    base = resolve_models(config, [baseline])
+    if len(base) != 1:
+        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
+    return base[0], [c for c in resolve_models(config, candidates) if c.name != base[0].name]
+
+
 def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
     from evalsuite.progress import StageProgress
 
@@ -140,24 +150,20 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     Re-running finishes an interrupted run without repeating a finished call.
     """
     from evalsuite.compare import run_compare
-    from evalsuite.config import resolve_models
     from evalsuite.report.results import StatsOptions
 
     config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
                            mode, pairs, template)
     if seed is not None:
         config = replace(config, seed=seed)
-    base = resolve_models(config, [baseline])
-    if len(base) != 1:
-        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
-    cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
-    backends = batch_backends(config, True, [base[0], *cands], batch, batch_retry, batch_poll)
+    base, cands = baseline_and_candidates(config, baseline, candidates)
+    backends = batch_backends(config, True, [base, *cands], batch, batch_retry, batch_poll)
     stats_options = StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed)
     if sequential:  # judge in waves, stop each candidate once its gate decision is settled
         from evalsuite.cli._sequential import run_sequential_cli
         from evalsuite.sequential import SequentialOptions
 
-        seq = run_sequential_cli(config, base[0], cands, SequentialOptions(rule, min_win_rate, alpha, wave, config.seed),
+        seq = run_sequential_cli(config, base, cands, SequentialOptions(rule, min_win_rate, alpha, wave, config.seed),
                                  quiet=quiet, retry_errors=retry_errors, stats_options=stats_options, backends=backends)
         print_summary(seq.results)
         click.echo(f"wrote {seq.results_path} and {seq.leaderboard_path}", err=True)
@@ -167,7 +173,7 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
             click.echo(f"wrote {write_viewer(config.run_dir, seq.results)}", err=True)
         return
     outcome = run_compare(
-        config, base[0], cands, progress=progress_factory(quiet), retry_errors=retry_errors,
+        config, base, cands, progress=progress_factory(quiet), retry_errors=retry_errors,
         stats_options=stats_options, backends=backends, viewer=not no_viewer,
     )
     echo_batch_reports(backends)

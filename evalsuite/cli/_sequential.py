@@ -76,8 +76,7 @@ def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule
     """``gate --sequential``: resolve the models from the project file, judge sequentially, print; True if all pass."""
     from dataclasses import replace
 
-    from evalsuite.cli._run import build_config
-    from evalsuite.config import resolve_models
+    from evalsuite.cli._run import baseline_and_candidates, build_config
     from evalsuite.sequential import SequentialOptions
 
     options = SequentialOptions(rule=rule, threshold=threshold, alpha=alpha, wave=wave)
@@ -85,10 +84,7 @@ def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule
     config = build_config(config_path, run_dir, None, None, None, None, overrides)
     if seed is not None:
         config = replace(config, seed=seed)
-    base = resolve_models(config, [baseline])
-    if len(base) != 1:
-        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
-    cands = [c for c in resolve_models(config, candidates) if c.name != base[0].name]
-    outcome = run_sequential_cli(config, base[0], cands, replace(options, seed=config.seed), quiet=quiet)
+    base, cands = baseline_and_candidates(config, baseline, candidates)
+    outcome = run_sequential_cli(config, base, cands, replace(options, seed=config.seed), quiet=quiet)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
     return outcome.run.passed
