@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -126,12 +127,18 @@ def test_stops_early_when_a_round_is_not_significantly_better(sft_model: Path, t
         cfg = write_setup(tmp_path, srv.base_url, sft_model, rounds=3)
         res = run_cli("iterate", "--config", str(cfg), "--quiet", cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr
-    # the scripted judge cannot tell tiny random models apart: round 1 is no better than SFT, so the loop stops
-    assert "stopped after round 1: dpo-r1 is not significantly better than sft" in res.stdout
+    # The scripted judge cannot tell tiny random models apart, so a round is significantly better only by chance
+    # (training on CPU is not bit-reproducible, so which round that is varies between machines): the loop stops at
+    # the first round that is not significantly better than its predecessor (round 1's is SFT), names it, and
+    # trains no further round.
+    stop = re.search(r"stopped after round (\d+): (\S+) is not significantly better than (\S+)", res.stdout)
+    assert stop is not None, res.stdout
+    k = int(stop.group(1))
+    assert k < 3 and stop.group(2) == f"dpo-r{k}" and stop.group(3) == ("sft" if k == 1 else f"dpo-r{k - 1}")
     state = read_state(tmp_path / "iter" / "state.json")
-    assert list(state["rounds"]) == ["1"] and state["stopped"]
+    assert list(state["rounds"]) == [str(r) for r in range(1, k + 1)] and state["stopped"]
     again = run_cli("iterate", "--config", str(cfg), "--quiet", cwd=tmp_path, timeout=300)
-    assert again.returncode == 0 and "stopped after round 1" in again.stdout  # re-run: nothing more to do
+    assert again.returncode == 0 and f"stopped after round {k}" in again.stdout  # re-run: nothing more to do
 
 
 @pytest.mark.slow
