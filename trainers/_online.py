@@ -30,26 +30,19 @@ from evalsuite.config import JudgingOptions, ModelSpec
 from evalsuite.errors import InputError
 from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
 from evalsuite.records import Answer, Question
+from evalsuite.trainers._train import TRL_METRIC_NAMES
 from evalsuite.trainers._variants import VariantSpec, resolve_betas
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
 
-# OnlineDPOTrainer's log keys -> the stable metric names of metrics.jsonl (see _train.TRL_METRIC_NAMES).
+# OnlineDPOTrainer's log keys -> the stable metric names of metrics.jsonl: the offline trainers' map, with the KL
+# under its online key and the judge's scores added.
 ONLINE_METRIC_NAMES: dict[str, str] = {
-    "loss": "loss",
-    "rewards/margins": "margin",
-    "rewards/chosen": "chosen_reward",
-    "rewards/rejected": "rejected_reward",
-    "logps/chosen": "chosen_logp",
-    "logps/rejected": "rejected_logp",
-    "rewards/accuracies": "accuracy",
+    **{key: name for key, name in TRL_METRIC_NAMES.items() if key != "kl"},
     "objective/kl": "kl",
     "objective/scores_margin": "judge_margin",  # reward of chosen minus rejected, as the judge scored them
     "objective/scores": "judge_score",
-    "grad_norm": "grad_norm",
-    "learning_rate": "learning_rate",
-    "epoch": "epoch",
 }
 DEFAULT_MAX_NEW_TOKENS = 64
 

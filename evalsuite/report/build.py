@@ -162,8 +162,8 @@ def comparison(
                                   confidence=options.confidence, seed=options.seed)
     bca = stats.cluster_bootstrap(scores, clusters, method="bca", n_resamples=options.n_resamples,
                                   confidence=options.confidence, seed=options.seed)
-    # Lengths unknown (an import without the answers): no length-controlled rate and no average length, never the
-    # raw rate standing in for them.
+    # Lengths unknown (an import without the answers): no length-controlled rate and no average length, never a
+    # copy of the raw rate in their place.
     len_c_known = [lengths.get(model, {}).get((m.question_id, m.turn)) for m in ok]
     len_b_known = [lengths.get(baseline, {}).get((m.question_id, m.turn)) for m in ok]
     lengths_known = all(x is not None for x in len_c_known + len_b_known)
