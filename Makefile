@@ -34,6 +34,7 @@ endif
 # In CI the browser tests must run too: Debian's chromium and chromium-driver, installed when missing.
 test: $(TEST_DEPS)
 	if [ "$${CI:-}" = "true" ]; then sh scripts/install_browser.sh; fi
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir build/site
 	EVALSUITE_VLLM_PYTHON=$(abspath $(VLLM_PY)) $(PY) -m pytest
 
 demo: $(VENV)/.installed

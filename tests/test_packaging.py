@@ -54,6 +54,18 @@ def test_wheel_ships_prompts_benchmarks_demo_data_and_trainers(wheel: Path) -> N
     assert "evalsuite/trainers/__init__.py" in names
 
 
+def test_wheel_ships_the_apache_license(wheel: Path) -> None:
+    """The Apache-2.0 text of the repository root travels in the wheel's metadata, and the metadata names it."""
+    with zipfile.ZipFile(wheel) as zf:
+        licenses = [n for n in zf.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licenses, "the wheel carries no LICENSE"
+        assert zf.read(licenses[0]) == (ROOT / "LICENSE").read_bytes()
+        metadata = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Apache License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "License-Expression: Apache-2.0" in metadata
+    assert "License-File: LICENSE" in metadata
+
+
 def test_core_cli_path_imports_no_torch_transformers_trl_peft_vllm() -> None:
     code = (
         "import sys\n"
