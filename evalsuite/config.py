@@ -16,6 +16,8 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None  # secrets only ever come from the environment
     adapter: str | None = None  # LoRA adapter directory applied on `model` (hf, vllm)
+    # the model version behind `model` (a hub revision, an endpoint model's version or date): part of every cache key
+    revision: str | None = None
     max_tokens: int = 1024
     temperature: float | None = None  # None: MT-Bench per-category default
     concurrency: int = 16
