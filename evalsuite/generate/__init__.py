@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
 from evalsuite.config import ModelSpec
+from evalsuite.generate.identity import weights_fingerprint
 from evalsuite.records import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, Question
 from evalsuite.store import AnswerTurn, RunStore
 
@@ -27,9 +28,38 @@ class GenerationSummary:
     first_error: str | None = None  # the reason of the first failed call, e.g. a prompt longer than max_model_len
 
 
+# Backends whose `model` and `adapter` are files on this machine: their identity includes a fingerprint of those files.
+LOCAL_BACKENDS: frozenset[str] = frozenset({"hf", "vllm"})
+
+
+def local_model_path(model: str) -> str:
+    """The checkpoint a local backend loads for ``model``: an alias such as "smollm2" resolved, a path unchanged."""
+    import importlib.util
+
+    if importlib.util.find_spec("evalsuite.models") is None:  # pragma: no cover - only before evalsuite.models exists
+        return model
+    from evalsuite.models import resolve_model_path
+
+    return str(resolve_model_path(model))
+
+
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
-    """What identifies the model behind a name, for cache keys: changing any of these invalidates stored calls."""
-    return {"backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter}
+    """What identifies the model behind a name, for cache keys: changing any of these invalidates stored calls.
+
+    A local model (hf, vllm) adds a fingerprint of its weight, config and tokenizer files and of its adapter's
+    (:mod:`evalsuite.generate.identity`), so retraining into the same folder asks again. ``revision`` is added when
+    set, on any backend; an endpoint model without one keeps the key it always had.
+    """
+    identity: dict[str, Any] = {
+        "backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter,
+    }
+    if spec.backend in LOCAL_BACKENDS:
+        identity["weights"] = weights_fingerprint(local_model_path(spec.model)) if spec.model else None
+        if spec.adapter:
+            identity["adapter_weights"] = weights_fingerprint(spec.adapter)
+    if spec.revision is not None:
+        identity["revision"] = spec.revision
+    return identity
 
 
 def request_key(identity: dict[str, Any], messages: Sequence[dict[str, str]], **sampling: Any) -> str:
@@ -53,10 +83,13 @@ def conversation(question: Question, replies: Sequence[str], turn: int) -> tuple
     return tuple(msgs)
 
 
-def _turn_request(spec: ModelSpec, question: Question, replies: Sequence[str], turn: int) -> ChatRequest:
+def _turn_request(
+    spec: ModelSpec, question: Question, replies: Sequence[str], turn: int, identity: dict[str, Any] | None = None
+) -> ChatRequest:
     messages = conversation(question, replies, turn)
     temperature = temperature_for(spec, question)
-    key = request_key(model_identity(spec), messages, temperature=temperature, max_tokens=spec.max_tokens, seed=spec.seed)
+    identity = model_identity(spec) if identity is None else identity
+    key = request_key(identity, messages, temperature=temperature, max_tokens=spec.max_tokens, seed=spec.seed)
     return ChatRequest(
         key=key,
         messages=messages,
@@ -71,6 +104,7 @@ def plan_generation(spec: ModelSpec, questions: Sequence[Question], stored: dict
     """The first missing turn of each question (later turns follow as it lands), and how many turns are cached."""
     requests: list[ChatRequest] = []
     cached = 0
+    identity = model_identity(spec)  # once: a local model's fingerprint stats its files
     for q in questions:
         replies: list[str] = []
         for turn in range(1, len(q.turns) + 1):
@@ -79,7 +113,7 @@ def plan_generation(spec: ModelSpec, questions: Sequence[Question], stored: dict
                 replies.append(have.text)
                 cached += 1
                 continue
-            req = _turn_request(spec, q, replies, turn)
+            req = _turn_request(spec, q, replies, turn, identity)
             if have is not None and have.cache_key == req.key:
                 replies.append(have.text)
                 cached += 1
@@ -152,6 +186,7 @@ def _run_group(
     given = backends.get(group[0].name)
     # a shared engine is built for the base model; each request names its own adapter (None for the base itself)
     backend = given or make_backend(_group_spec(group))
+    identities = {s.name: model_identity(s) for s in group}
 
     def on_done(req: ChatRequest, result: ChatResult) -> list[ChatRequest] | None:
         spec = by_name[req.meta["model"]]
@@ -177,7 +212,7 @@ def _run_group(
         )
         if turn < len(q.turns):
             replies = [m["content"] for m in req.messages if m["role"] == "assistant"] + [result.text]
-            return [_turn_request(spec, q, replies, turn + 1)]
+            return [_turn_request(spec, q, replies, turn + 1, identities[spec.name])]
         return None
 
     try:
