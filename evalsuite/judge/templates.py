@@ -27,6 +27,11 @@ that writes a verdict token (``[[B]]``) offers the judge no token of any verdict
 A user may also point at a record of a FastChat-style ``judge_prompts.jsonl`` (``path/file.jsonl#pair-v2``):
 its ``prompt_template`` is a ``str.format`` string and our variables are mapped onto its names.
 
+Templates are data, not code: they are rendered in jinja2's ``ImmutableSandboxedEnvironment``, so a template can
+lay out text (variables, filters, ``if``/``for``, ``set``) but cannot reach Python (``__class__``, ``__globals__``,
+``os``) or change a value it is given. A file that tries is refused when it loads (a trial render with placeholder
+text), or at the render that takes the path, with an ``InputError`` naming the file; nothing runs.
+
 The content hash (first 12 hex digits of the sha256 of the file's bytes, or of the record's line for a jsonl
 record) versions a template: judgments record it, so an edited template is never mixed with the old one.
 """
@@ -53,12 +58,14 @@ if TYPE_CHECKING:
 
 import jinja2
 import jinja2.meta
+import jinja2.sandbox
 
 from evalsuite._resources import prompts_dir
 from evalsuite.errors import InputError
 from evalsuite.jsonl import iter_json_lines
 from evalsuite.judge.verdict import VERDICT_FORMATS
 from evalsuite.records import REFERENCE_CATEGORIES
+from evalsuite.store.names import check_template_name
 
 __all__ = [
     "KINDS",
@@ -91,7 +98,12 @@ _FRONT_END = "---#}"
 # FastChat's output_format values, mapped to ours.
 _FASTCHAT_FORMATS = {"[[A]]": "mtbench", "[[rating]]": "score10"}
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# The sandbox: templates are shared like data, so they must not run code (see the module docstring).
+_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+_SANDBOX_FIX = "a template may only lay out text: use the template variables, filters, if/for and set; no attributes " \
+               "starting with '_', no methods that change a value"
 
 Renderer = Callable[[Mapping[str, str]], str]
 
@@ -245,6 +257,8 @@ class JudgeTemplate:
         try:
             user = render_user(values)
             system = self._render_system(values) if self._render_system is not None else ""
+        except jinja2.sandbox.SecurityError as exc:
+            raise _sandbox_error(exc, self.path) from None
         except (jinja2.UndefinedError, KeyError) as exc:
             missing = sorted(self.variables - set(variables))
             raise InputError(
@@ -256,6 +270,26 @@ class JudgeTemplate:
         if system:
             return ({"role": "system", "content": system}, {"role": "user", "content": user})
         return ({"role": "user", "content": user},)
+
+
+def _sandbox_error(exc: jinja2.sandbox.SecurityError, path: str) -> InputError:
+    reason = str(exc).rstrip(".")
+    return InputError(f"template reaches outside the sandbox ({reason})", where=path, fix=_SANDBOX_FIX)
+
+
+def _trial_render(renderers: Iterable[Renderer | None], variables: frozenset[str], path: str) -> None:
+    """Render once with placeholder text, so a template that reaches for Python fails when it loads, before any
+    model call. Only the sandbox's refusal counts here: other errors may depend on the real text."""
+    placeholders = {name: "x" for name in variables}
+    for render in renderers:
+        if render is None:
+            continue
+        try:
+            render(placeholders)
+        except jinja2.sandbox.SecurityError as exc:
+            raise _sandbox_error(exc, path) from None
+        except jinja2.TemplateError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -383,6 +417,7 @@ def _parse_j2(data: bytes, path: str) -> JudgeTemplate:
                          fix="fix the template syntax") from None
     variables = frozenset(user_vars | system_vars)
     _check_variables(variables, meta["kind"], meta["turns"], meta["reference"], path)
+    _trial_render((user_t.render, system_t.render if system_t is not None else None), variables, path)
     render_system: Renderer | None = None
     if system_t is not None:
         if system_vars:
@@ -433,6 +468,7 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
         )
     if not isinstance(meta["name"], str) or not meta["name"]:
         raise InputError("name must be a non-empty string", where=path, fix='write name = "my-judge"')
+    check_template_name(meta["name"], path, fix='write a plain name = "my-judge"')
     if meta["kind"] not in KINDS:
         raise InputError(f"unknown kind {meta['kind']!r}", where=path, fix=f"use kind = one of {', '.join(KINDS)}")
     if meta["turns"] not in (1, 2) or isinstance(meta["turns"], bool):
@@ -540,10 +576,18 @@ def _load_jsonl_record(path: str, record_name: str, mtime_ns: int, size: int) ->
 
 def _format_fields(src: str, where: str) -> set[str]:
     try:
-        return {f for _, f, _, _ in string.Formatter().parse(src) if f is not None and f != ""}
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(src) if f is not None]
     except ValueError as exc:
         raise InputError(f"prompt is not a valid str.format template ({exc})", where=where,
                          fix="double any literal braces: {{ and }}") from None
+    for name, spec, conversion in parsed:
+        # A FastChat prompt inserts text as it is; a format spec or conversion ({answer:>99999999}, {x!r}) only
+        # pads, cuts or re-quotes it, and a huge width fills memory.
+        if spec or conversion:
+            raise InputError(f"prompt field {{{name}{'!' + conversion if conversion else ''}"
+                             f"{':' + spec if spec else ''}}} has a format spec or conversion", where=where,
+                             fix=f"write the plain field {{{name}}}")
+    return {f for f, _, _ in parsed if f != ""}
 
 
 def _fixed_renderer(text: str) -> Renderer:
