@@ -1,103 +1,146 @@
-"""Project configuration: ``evalsuite.toml`` parsed into typed specs; command-line flags override any key."""
+"""Project configuration: ``evalsuite.toml`` parsed into typed specs; command-line flags override any key.
+
+Every table is a dataclass whose fields carry their type and help (:mod:`evalsuite.schema`): :func:`load_config` checks
+each value, from the file or from ``--set``, against its field's type before anything runs, and
+:func:`config_reference` renders the same fields as the configuration reference (``docs/configuration.md``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a model lives and how to sample it. Used for answer models and for the judge."""
-
-    name: str  # evalsuite's name for it: "sft", "dpo-b0.1", "judge"
-    backend: str = "openai"  # key of evalsuite.backends.BACKENDS
-    model: str = ""  # name sent to the endpoint, or a local checkpoint path / hub id
-    base_url: str | None = None
-    api_key_env: str | None = None  # secrets only ever come from the environment
-    adapter: str | None = None  # LoRA adapter directory applied on `model` (hf, vllm)
-    # the model version behind `model` (a hub revision, an endpoint model's version or date): part of every cache key
-    revision: str | None = None
-    max_tokens: int = 1024
-    temperature: float | None = None  # None: MT-Bench per-category default
-    concurrency: int = 16
-    timeout: float = 120.0
-    max_retries: int = 5
-    seed: int = 0
-    dtype: str = "auto"
-    device: str = "auto"
-    batch_size: int = 16
-    # vllm: the worker's interpreter (a venv of vLLM's own, e.g. ".venv-vllm/bin/python"); None: this interpreter
-    python: str | None = None
-    # vllm: keyword arguments of vllm.LLM, passed as given ([models.X.engine] max_model_len, gpu_memory_utilization, ...)
-    engine: dict[str, Any] = field(default_factory=dict)
-    enable_lora: bool = False  # vllm: load LoRA support even when no adapter is named up front
-    max_lora_rank: int | None = None  # vllm: None: the largest rank among the adapters, rounded up to one vLLM takes
-    tensor_parallel_size: int = 1
-    verdict_mode: str = "text"  # judge only: "text" parses the verdict, "logprob" reads verdict-token probabilities
-    price_input: float | None = None  # USD per 1M prompt tokens, for cost accounting
-    price_output: float | None = None  # USD per 1M completion tokens
-    # USD per 1M tokens of calls answered through a batch file (--batch); None: half the live price, as OpenAI bills
-    price_batch_input: float | None = None
-    price_batch_output: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def field_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# evalsuite.toml
-
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-from evalsuite.bench import BenchSpec  # noqa: E402
-from evalsuite.errors import InputError  # noqa: E402
+from evalsuite.bench import BenchSpec
+from evalsuite.errors import InputError
+from evalsuite.schema import KeySpec, TypeMismatch, check_value, key, key_factory, keys_of, toml_value
 
 DEFAULT_CONFIG = "evalsuite.toml"
-_MODEL_FIELDS = ModelSpec.field_names() - {"name", "extra"}
-_BENCH_FIELDS = frozenset(BenchSpec.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model lives and how to sample it. Used for answer models and for the judge."""
+
+    name: str  # evalsuite's name for it ("sft", "dpo-b0.1", "judge"): the table's name, never a key
+    backend: str = key("openai", "A key of the backend registry: `openai` (any OpenAI-compatible server), `hf` "
+                                 "(transformers, in process) or `vllm` (a vLLM engine in a worker process).")
+    model: str = key("", "Name sent to the endpoint, or a local checkpoint directory or hub id. Default: the table's name.")
+    base_url: str | None = key(None, "Endpoint of an `openai` backend, e.g. `http://127.0.0.1:8000/v1`.")
+    api_key_env: str | None = key(None, "Environment variable holding the API key; secrets only ever come from the "
+                                        "environment. Unset: a dummy key is sent.")
+    adapter: str | None = key(None, "LoRA adapter directory applied on `model` (`hf`, `vllm`).")
+    revision: str | None = key(None, "The model version behind `model` (a hub revision, an endpoint model's version or "
+                                     "date); part of every cache key, so a new version is asked again.")
+    max_tokens: int = key(1024, "Longest reply, in tokens.")
+    temperature: float | None = key(None, "Sampling temperature. Unset: MT-Bench's per-category default (writing and "
+                                          "roleplay 0.7; extraction, math, coding and reasoning 0.0; stem and "
+                                          "humanities 0.1).")
+    concurrency: int = key(16, "Requests in flight at once.")
+    timeout: float = key(120.0, "Seconds before a request is given up and retried.")
+    max_retries: int = key(5, "Retries of a failed request (rate limits, timeouts, server errors).")
+    seed: int = key(0, "Sampling seed sent with every request.")
+    dtype: str = key("auto", "Weights' dtype for local backends (`auto`, `float32`, `bfloat16`, `float16`).")
+    device: str = key("auto", "Device for `hf` (`auto`, `cpu`, `cuda`, `cuda:1`, ...).")
+    batch_size: int = key(16, "Prompts generated together by a local backend.")
+    python: str | None = key(None, "`vllm`: the worker's interpreter (a venv of vLLM's own, e.g. "
+                                   "`.venv-vllm/bin/python`). Unset: this interpreter.")
+    engine: dict[str, Any] = key_factory(dict, "`vllm`: keyword arguments of `vllm.LLM`, passed as given "
+                                               "(`max_model_len`, `gpu_memory_utilization`, ...).")
+    enable_lora: bool = key(False, "`vllm`: load LoRA support even when no adapter is named up front.")
+    max_lora_rank: int | None = key(None, "`vllm`: largest LoRA rank to serve. Unset: the largest rank among the "
+                                          "adapters, rounded up to one vLLM takes.")
+    tensor_parallel_size: int = key(1, "`vllm`: GPUs one engine spans.")
+    verdict_mode: str = key("text", "Judge only: `text` parses the verdict from the reply, `logprob` reads the "
+                                    "probabilities of the verdict tokens.", choices=("text", "logprob"))
+    price_input: float | None = key(None, "USD per 1M prompt tokens, for cost accounting.")
+    price_output: float | None = key(None, "USD per 1M completion tokens, for cost accounting.")
+    price_batch_input: float | None = key(None, "USD per 1M prompt tokens of calls answered through a batch file "
+                                                "(`--batch`). Unset: half of `price_input`, as OpenAI bills.")
+    price_batch_output: float | None = key(None, "USD per 1M completion tokens through a batch file. Unset: half of "
+                                                 "`price_output`.")
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of ModelExtraKeys, and what training attaches
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class ModelExtraKeys:
+    """Model keys that are no ModelSpec field: they travel in ``ModelSpec.extra``."""
+
+    label: str | None = key(None, "Name this model goes by in judgment records when it is the judge. Unset: the "
+                                  "endpoint model name, or the checkpoint folder's name.")
 
 
 @dataclass(frozen=True)
 class JudgingOptions:
-    template: str | None = None  # a template name or file; None: picked per category and turn
-    mode: str = "strict"  # swap reconciliation: strict | average | games
-    pairs: str = "baseline"  # baseline: each candidate vs the baseline; all: every pair of models too
+    """How judgments are asked and reconciled: keys of ``[judge]`` (or of a ``[judging]`` table)."""
+
+    template: str | None = key(None, "Judge template name or `.j2` file. Unset: picked per category and turn.")
+    mode: str = key("strict", "Swap reconciliation: `strict` (MT-Bench: a win must hold in both orders), `average` "
+                              "(the two orders' mean) or `games` (each order one game, as Arena-Hard).",
+                    choices=("strict", "average", "games"))
+    pairs: str = key("baseline", "`baseline`: each candidate against the baseline; `all`: every pair of models too.",
+                     choices=("baseline", "all"))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """``[run]``: where a run lives and how its statistics are seeded."""
+
+    dir: str = key("runs/default", "Run directory: the store, `results.json`, `leaderboard.md` (`--run-dir` "
+                                   "overrides it).")
+    seed: int = key(0, "Seed of every resampling (bootstrap CIs, Bradley-Terry); `--seed` overrides it.")
+
+
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """``[train]``: how trained checkpoints (the manifest's entries) are found and run."""
+
+    manifest: str = key("checkpoints/manifest.json", "Manifest `evalsuite train` writes: its checkpoints become model "
+                                                     "names (`dpo` -> `dpo-b0.05`, `dpo-b0.1`, ...).")
+    backend: str = key("hf", "Backend that runs manifest checkpoints: `hf` (CPU or GPU) or `vllm` (GPU).",
+                       choices=("hf", "vllm"))
 
 
 @dataclass(frozen=True)
 class IterateOptions:
     """``[iterate]``: iterative preference optimisation (label -> train -> compare, round after round)."""
 
-    prompts: str = ""  # labeling prompts (JSONL); never the evaluation benchmark
-    rounds: int = 2
-    samples: int = 4  # K answers per prompt
-    variant: str = "dpo"  # a paired variant: dpo, ipo, simpo
-    beta: float | None = None  # None: the variant's default
-    lr: float = 1e-6
-    reference: str = "previous"  # previous: round r trains from (and against) round r-1; sft: against the SFT model
-    baseline: str = "sft"  # the SFT model every round starts from and is compared with
-    temperature: float = 1.0  # labeling samples
-    schedule: str = "auto"  # judging schedule of the labeling step (see evalsuite.label)
-    max_tokens: int | None = None  # labeling replies; None: the policy's max_tokens
-    max_steps: int = -1
-    epochs: float = 1.0
-    batch_size: int = 4
-    lora: bool = False  # LoRA merged into full weights after each round (the next round starts from them)
-    max_length: int = 512
-    seed: int = 0
-    alpha: float = 0.05  # a round must beat the one before with the CI's lower bound above 50% at this level
-    early_stop: bool = True
-    dir: str = "runs/iterate"  # state, labeling store, pairs and evaluation runs
-    checkpoints: str | None = None  # None: <manifest folder>/iterate
+    prompts: str = key("", "Labeling prompts (JSONL); never the evaluation benchmark. Required by `evalsuite iterate`.")
+    rounds: int = key(2, "Rounds of label -> train -> compare.")
+    samples: int = key(4, "Answers sampled per prompt (K).")
+    variant: str = key("dpo", "A paired variant: `dpo`, `ipo` or `simpo`.")
+    beta: float | None = key(None, "Beta of every round. Unset: the variant's default.")
+    lr: float = key(1e-6, "Learning rate.")
+    reference: str = key("previous", "`previous`: round r trains from, and against, round r-1; `sft`: against the "
+                                     "SFT model.", choices=("previous", "sft"))
+    baseline: str = key("sft", "The SFT model every round starts from and is compared with.")
+    temperature: float = key(1.0, "Sampling temperature of the labeling answers.")
+    schedule: str = key("auto", "Judging schedule of the labeling step: `all-pairs`, `pivot`, or `auto` (all pairs "
+                                "for up to 4 samples, pivot above).")
+    max_tokens: int | None = key(None, "Longest labeling reply. Unset: the policy's `max_tokens`.")
+    max_steps: int = key(-1, "Training steps per round; -1: `epochs` decide.")
+    epochs: float = key(1.0, "Training epochs per round.")
+    batch_size: int = key(4, "Training batch size per device.")
+    lora: bool = key(False, "Train a LoRA adapter, merged into full weights after each round (the next round "
+                            "starts from them).")
+    max_length: int = key(512, "Prompt plus reply tokens in training.")
+    seed: int = key(0, "Seed of sampling and training.")
+    alpha: float = key(0.05, "A round must beat the one before with the confidence interval's lower bound above "
+                             "50% at this level.")
+    early_stop: bool = key(True, "Stop at the first round that does not significantly beat the one before.")
+    dir: str = key("runs/iterate", "State, labeling store, pairs and evaluation runs.")
+    checkpoints: str | None = key(None, "Where round checkpoints go. Unset: `<manifest folder>/iterate`.")
 
 
 @dataclass(frozen=True)
@@ -119,6 +162,67 @@ class Config:
         return sorted(self.models)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# The tables of evalsuite.toml, as the loader checks them and the reference documents them
+
+# ModelSpec fields that are no key: the table's name, and what the loader and training attach
+_NOT_KEYS = ("name", "extra")
+# the judge is sampled greedily, longer and wider than an answer model unless its table says otherwise
+JUDGE_DEFAULTS: dict[str, Any] = {"max_tokens": 2048, "temperature": 0.0, "concurrency": 32}
+# [train] applies these ModelSpec keys to every checkpoint; where a checkpoint lives comes from the manifest
+_CHECKPOINT_MODEL_KEYS_EXCLUDED = ("backend", "model", "adapter", "revision", "base_url", "api_key_env")
+
+
+@dataclass(frozen=True)
+class ConfigTable:
+    """One table of ``evalsuite.toml``: its name as written (``models.<name>``), what it is for, and its keys."""
+
+    name: str
+    about: str
+    keys: tuple[KeySpec, ...]
+
+
+def _with_defaults(keys: Sequence[KeySpec], defaults: Mapping[str, Any]) -> list[KeySpec]:
+    return [dataclasses.replace(k, default=defaults[k.name]) if k.name in defaults else k for k in keys]
+
+
+def model_keys() -> list[KeySpec]:
+    """Keys of a ``[models.<name>]`` table."""
+    return keys_of(ModelSpec, exclude=_NOT_KEYS) + keys_of(ModelExtraKeys)
+
+
+def config_tables() -> list[ConfigTable]:
+    """Every table ``evalsuite.toml`` accepts, in the order the reference lists them."""
+    model = keys_of(ModelSpec, exclude=_NOT_KEYS)
+    extra = keys_of(ModelExtraKeys)
+    judging = keys_of(JudgingOptions)
+    checkpoint_model = [k for k in model if k.name not in _CHECKPOINT_MODEL_KEYS_EXCLUDED]
+    return [
+        ConfigTable("bench", "The benchmark: a bundled question set, a JSONL file, or a Hugging Face dataset.",
+                    tuple(keys_of(BenchSpec))),
+        ConfigTable("models.<name>", "One table per answer model; `<name>` is the name commands take "
+                    "(`evalsuite compare sft dpo`).", tuple(model + extra)),
+        ConfigTable("judge", "The judge: the model keys (with the judge's own defaults) and the judging keys.",
+                    tuple(_with_defaults(model, JUDGE_DEFAULTS) + extra + judging)),
+        ConfigTable("judging", "The judging keys of `[judge]`, in a table of their own; a key set here wins over "
+                    "the same key in `[judge]`.", tuple(judging)),
+        ConfigTable("run", "The run directory and the seed of the statistics.", tuple(keys_of(RunOptions))),
+        ConfigTable("train", "Trained checkpoints: where the manifest is, which backend runs them, and model keys "
+                    "applied to every one of them (where each checkpoint lives comes from the manifest).",
+                    tuple(keys_of(CheckpointOptions) + checkpoint_model)),
+        ConfigTable("iterate", "Iterative preference optimisation (`evalsuite iterate`).", tuple(keys_of(IterateOptions))),
+    ]
+
+
+def _table_keys(name: str) -> dict[str, KeySpec]:
+    table = next(t for t in config_tables() if t.name == name)
+    return {k.name: k for k in table.keys}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``models.dpo.max_tokens=512`` -> (["models", "dpo", "max_tokens"], 512); the value is read as TOML, else a string."""
     if "=" not in text:
@@ -128,7 +232,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value
-    return [k for k in key.strip().split(".") if k], parsed
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise InputError(f"override {text!r} names no key", fix="e.g. --set judge.concurrency=64")
+    return keys, parsed
 
 
 def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -141,8 +248,49 @@ def apply_override(raw: dict[str, Any], keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+@dataclass(frozen=True)
+class _Origins:
+    """Where each value came from, for error messages: the config file, or the ``--set`` that wrote it."""
+
+    file: str
+    overrides: set[tuple[str, ...]]
+
+    def of(self, *path: str) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overrides:
+                return "--set"
+        return self.file
+
+
+def _check_table(table: Any, keys: Mapping[str, KeySpec], path: str, origins: _Origins) -> dict[str, Any]:
+    """A table's values, each checked against its key's type and choices; unknown keys refused with the known ones."""
+    parts = tuple(path.split("."))
+    if not isinstance(table, dict):
+        raise InputError(f"{path} = {toml_value(table)} is not a table", where=origins.of(*parts),
+                         fix=f"write [{path}] as a table of keys")
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise InputError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in [{path}]",
+                         where=origins.of(*parts, unknown[0]), fix=f"valid keys: {', '.join(sorted(keys))}")
+    out: dict[str, Any] = {}
+    for name, value in table.items():
+        spec = keys[name]
+        where = origins.of(*parts, name)
+        try:
+            checked = check_value(value, spec.type)
+        except TypeMismatch as exc:
+            example = "" if spec.default in (None, dataclasses.MISSING) else f", e.g. {name} = {toml_value(spec.default)}"
+            raise InputError(f"{path}.{name} = {toml_value(value)} is not a {exc}", where=where,
+                             fix=f"write {name} as a {exc}{example}") from None
+        if spec.choices and checked not in spec.choices:
+            raise InputError(f"{path}.{name} = {toml_value(value)} is not one of {', '.join(spec.choices)}",
+                             where=where, fix=f"use {' or '.join(toml_value(c) for c in spec.choices)}")
+        out[name] = checked
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, run_dir: str | Path | None = None) -> Config:
-    """Read ``evalsuite.toml`` (or ``path``), apply ``--set`` overrides, and check every key."""
+    """Read ``evalsuite.toml`` (or ``path``), apply ``--set`` overrides, and check every key's name and type."""
     cfg_path: Path | None = Path(path) if path else (Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None)
     raw: dict[str, Any] = {}
     if cfg_path is not None:
@@ -152,128 +300,81 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
             raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"invalid TOML ({exc})", where=str(cfg_path), fix="fix the syntax") from None
+    written: set[tuple[str, ...]] = set()
     for ov in overrides:
-        apply_override(raw, *parse_override(ov))
-    where = str(cfg_path) if cfg_path else "config"
-    known_sections = {"bench", "models", "judge", "run", "train", "judging", "iterate"}
-    unknown = sorted(set(raw) - known_sections)
+        keys, value = parse_override(ov)
+        apply_override(raw, keys, value)
+        written.add(tuple(keys))
+    origins = _Origins(str(cfg_path) if cfg_path else f"config (no {DEFAULT_CONFIG} in {Path.cwd()})", written)
+    tables = {t.name: t for t in config_tables()}
+    known_sections = sorted(n.split(".")[0] for n in tables)
+    unknown = sorted(set(raw) - set(known_sections))
     if unknown:
-        raise InputError(f"unknown section(s) {unknown}", where=where, fix=f"use {sorted(known_sections)}")
+        raise InputError(f"unknown section{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
+                         where=origins.of(unknown[0]), fix=f"valid sections: {', '.join(known_sections)}")
 
-    bench_raw = dict(raw.get("bench", {}))
-    bad = sorted(set(bench_raw) - _BENCH_FIELDS)
-    if bad:
-        raise InputError(f"unknown [bench] key(s) {bad}", where=where, fix=f"use {sorted(_BENCH_FIELDS)}")
-    if "categories" in bench_raw:
-        cats = bench_raw["categories"]
-        bench_raw["categories"] = tuple(cats.split(",") if isinstance(cats, str) else cats)
-    if "path" in bench_raw and "name" not in bench_raw:
-        bench_raw["name"] = None
-    bench = BenchSpec(**bench_raw)
+    bench_raw = raw.get("bench", {})
+    if isinstance(bench_raw, dict) and isinstance(bench_raw.get("categories"), str):  # "math,coding" is a list too
+        bench_raw = {**bench_raw, "categories": [c.strip() for c in bench_raw["categories"].split(",") if c.strip()]}
+    bench_values = _check_table(bench_raw, _table_keys("bench"), "bench", origins)
+    if "path" in bench_values and "name" not in bench_values:
+        bench_values["name"] = None
+    bench = BenchSpec(**bench_values)
 
-    models = {name: model_spec(name, table, where=where) for name, table in raw.get("models", {}).items()}
-    judge_table = dict(raw.get("judge", {}))
-    judging_keys = set(JudgingOptions.__dataclass_fields__)
-    judging_raw = {k: judge_table.pop(k) for k in list(judge_table) if k in judging_keys - _MODEL_FIELDS}
-    judging_raw.update(raw.get("judging", {}))
-    judge_table.setdefault("max_tokens", 2048)
-    judge_table.setdefault("temperature", 0.0)
-    judge_table.setdefault("concurrency", 32)
-    judge = model_spec("judge", judge_table, where=where)
-    try:
-        judging = JudgingOptions(**judging_raw)
-    except TypeError as exc:
-        raise InputError(f"bad [judging] key: {exc}", where=where, fix=f"use {sorted(judging_keys)}") from None
-    if judging.mode not in ("strict", "average", "games"):
-        raise InputError(f"judge.mode {judging.mode!r}", where=where, fix="use strict, average or games")
-    if judging.pairs not in ("baseline", "all"):
-        raise InputError(f"judge.pairs {judging.pairs!r}", where=where, fix="use baseline or all")
+    models_raw = raw.get("models", {})
+    if not isinstance(models_raw, dict):
+        raise InputError(f"models = {toml_value(models_raw)} is not a table", where=origins.of("models"),
+                         fix="write one [models.<name>] table per model")
+    models = {name: _model_spec(name, table, origins) for name, table in models_raw.items()}
 
-    run = raw.get("run", {})
-    train = raw.get("train", {})
-    rd = Path(run_dir or run.get("dir", "runs/default"))
-    manifest = Path(train.get("manifest", "checkpoints/manifest.json"))
+    judge_values = _check_table(raw.get("judge", {}), _table_keys("judge"), "judge", origins)
+    judging_keys = set(_table_keys("judging"))
+    judging_values = {k: judge_values.pop(k) for k in list(judge_values) if k in judging_keys}
+    judging_values.update(_check_table(raw.get("judging", {}), _table_keys("judging"), "judging", origins))
+    judge = _model_from_values("judge", {**JUDGE_DEFAULTS, **judge_values})
+    judging = JudgingOptions(**judging_values)
+
+    run = RunOptions(**_check_table(raw.get("run", {}), _table_keys("run"), "run", origins))
+    train_values = _check_table(raw.get("train", {}), _table_keys("train"), "train", origins)
+    checkpoints = CheckpointOptions(**{k: train_values.pop(k) for k in list(train_values)
+                                       if k in {f.name for f in fields(CheckpointOptions)}})
+    iterate = IterateOptions(**_check_table(raw.get("iterate", {}), _table_keys("iterate"), "iterate", origins))
     return Config(
         path=cfg_path,
         bench=bench,
         models=models,
         judge=judge,
         judging=judging,
-        run_dir=rd,
-        manifest=manifest,
-        checkpoint_backend=str(train.get("backend", "hf")),
-        checkpoint_options=_checkpoint_options(train, where),
-        seed=int(run.get("seed", 0)),
+        run_dir=Path(run_dir or run.dir),
+        manifest=Path(checkpoints.manifest),
+        checkpoint_backend=checkpoints.backend,
+        checkpoint_options=train_values,
+        seed=run.seed,
         raw=raw,
-        iterate=iterate_options(raw.get("iterate", {}), where),
+        iterate=iterate,
     )
 
 
 def iterate_options(table: dict[str, Any], where: str = "config") -> IterateOptions:
     """``[iterate]`` checked: known keys, the right types, a known reference."""
-    known = set(IterateOptions.__dataclass_fields__)
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise InputError(f"unknown [iterate] key(s) {unknown}", where=where, fix=f"use {sorted(known)}")
-    values = dict(table)
-    for key in ("lr", "beta", "temperature", "epochs", "alpha"):
-        if isinstance(values.get(key), int) and not isinstance(values[key], bool):
-            values[key] = float(values[key])
-    try:
-        opts = IterateOptions(**values)
-    except TypeError as exc:
-        raise InputError(f"bad [iterate] key: {exc}", where=where, fix="check the key types") from None
-    if opts.reference not in ("previous", "sft"):
-        raise InputError(f"iterate.reference {opts.reference!r}", where=where, fix='use "previous" or "sft"')
-    return opts
+    return IterateOptions(**_check_table(table, _table_keys("iterate"), "iterate", _Origins(where, set())))
 
 
-def _checkpoint_options(train: dict[str, Any], where: str) -> dict[str, Any]:
-    """[train] keys that are ModelSpec fields (max_tokens, batch_size, device, ...) apply to every trained checkpoint."""
-    allowed = _MODEL_FIELDS - {"backend", "model", "adapter", "base_url", "api_key_env"}
-    unknown = sorted(set(train) - allowed - {"backend", "manifest"})
-    if unknown:
-        raise InputError(f"unknown [train] key(s) {unknown}", where=where, fix=f"use manifest, backend or {sorted(allowed)}")
-    return {k: v for k, v in train.items() if k in allowed}
-
-
-def model_spec(name: str, table: dict[str, Any], *, where: str = "config") -> ModelSpec:
-    if not isinstance(table, dict):
-        raise InputError(f"[models.{name}] must be a table", where=where, fix="see the README's config example")
-    values = dict(table)
-    extra = {k: values.pop(k) for k in list(values) if k not in _MODEL_FIELDS}
-    unknown = sorted(k for k in extra if k != "label")
-    if unknown:
-        raise InputError(
-            f"unknown key(s) {unknown} for model {name!r}", where=where, fix=f"use {sorted(_MODEL_FIELDS)}"
-        )
+def _model_from_values(name: str, values: dict[str, Any]) -> ModelSpec:
+    extra_keys = {f.name for f in fields(ModelExtraKeys)}
+    extra = {k: values.pop(k) for k in list(values) if k in extra_keys}
     values.setdefault("model", name)
-    _check_types(name, values, where)
-    try:
-        return ModelSpec(name=name, extra=extra, **values)
-    except TypeError as exc:
-        raise InputError(f"model {name!r}: {exc}", where=where, fix="check the key types") from None
+    return ModelSpec(name=name, extra=extra, **values)
 
 
-# Keys whose wrong type would only surface deep inside a backend (or a vLLM worker): checked when the config loads.
-_TYPED_KEYS: dict[str, tuple[type, ...]] = {
-    "python": (str,), "engine": (dict,), "enable_lora": (bool,), "max_lora_rank": (int,),
-    "tensor_parallel_size": (int,), "dtype": (str,),
-}
-
-_TYPE_NAMES = {str: "string", int: "whole number", bool: "boolean (true/false)", dict: "table"}
+def model_spec(name: str, table: Any, *, where: str = "config") -> ModelSpec:
+    """A ``[models.<name>]`` table as a ModelSpec: known keys only, each of its type."""
+    return _model_spec(name, table, _Origins(where, set()))
 
 
-def _check_types(name: str, values: dict[str, Any], where: str) -> None:
-    for key, types in _TYPED_KEYS.items():
-        value = values.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
-            wanted = " or ".join(_TYPE_NAMES[t] for t in types)
-            raise InputError(f"model {name!r}: {key} = {value!r} is not a {wanted}", where=where, fix=f"write {key} as a {wanted}")
-    if "engine" in values:
-        values["engine"] = dict(values["engine"])
+def _model_spec(name: str, table: Any, origins: _Origins) -> ModelSpec:
+    values = _check_table(table, {k.name: k for k in model_keys()}, f"models.{name}", origins)
+    return _model_from_values(name, values)
 
 
 def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
@@ -290,12 +391,7 @@ def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
             entries = read_manifest(config.manifest)
         found = expand_name(entries, name)
         if not found:
-            known = sorted(set(config.models) | {e.name for e in entries} | {e.variant for e in entries})
-            raise InputError(
-                f"unknown model {name!r}",
-                where=str(config.path or "config"),
-                fix=f"define [models.{name}] or train it (evalsuite train); known: {', '.join(known) or 'none'}",
-            )
+            raise _unknown_model(config, name, entries)
         for e in found:
             path = str(resolve_path(config.manifest, e))
             # training health travels with the model, so the leaderboard can show each checkpoint's flags
@@ -314,3 +410,58 @@ def resolve_models(config: Config, names: Sequence[str]) -> list[ModelSpec]:
             seen.add(s.name)
             unique.append(s)
     return unique
+
+
+def _unknown_model(config: Config, name: str, entries: Sequence[Any]) -> InputError:
+    """A name that is neither a [models] table nor a trained checkpoint: say where evalsuite looked."""
+    if config.path is None and not config.models and not entries:
+        return InputError(
+            f"unknown model {name!r}: no {DEFAULT_CONFIG} in {Path.cwd()} and no trained checkpoints in {config.manifest}",
+            fix=f"run from your project folder, pass --config PATH, or create {DEFAULT_CONFIG} with a [models.{name}] "
+                "table (see the configuration reference)",
+        )
+    known = sorted(set(config.models) | {e.name for e in entries} | {e.variant for e in entries})
+    return InputError(
+        f"unknown model {name!r}",
+        where=str(config.path or f"config (no {DEFAULT_CONFIG} in {Path.cwd()})"),
+        fix=f"define [models.{name}] or train it (evalsuite train); known: {', '.join(known) or 'none'}",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The configuration reference (docs/configuration.md's tables, rendered by docs/hooks/config_reference.py)
+
+
+def _md_default(spec: KeySpec) -> str:
+    if spec.default is dataclasses.MISSING:
+        return "required"
+    if spec.default is None:
+        return "unset"
+    return f"`{toml_value(spec.default)}`"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def config_reference(heading_level: int = 2) -> str:
+    """Markdown: one section per table of ``evalsuite.toml``, one row per key with its type, default and help."""
+    hashes = "#" * heading_level
+    out: list[str] = []
+    for table in config_tables():
+        out += [f"{hashes} `[{table.name}]`", "", table.about, "", "| key | type | default | description |",
+                "|---|---|---|---|"]
+        for k in table.keys:
+            about = k.help
+            if k.choices:
+                about += " One of " + ", ".join(f"`{c}`" for c in k.choices) + "."
+            out.append(f"| `{k.name}` | {_md_cell(k.type_name)} | {_md_cell(_md_default(k))} | {_md_cell(about)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+__all__ = [
+    "DEFAULT_CONFIG", "JUDGE_DEFAULTS", "CheckpointOptions", "Config", "ConfigTable", "IterateOptions", "JudgingOptions",
+    "ModelExtraKeys", "ModelSpec", "RunOptions", "apply_override", "config_reference", "config_tables",
+    "iterate_options", "load_config", "model_keys", "model_spec", "parse_override", "resolve_models",
+]

@@ -16,17 +16,23 @@ from evalsuite._resources import benchmarks_dir
 from evalsuite.errors import InputError
 from evalsuite.jsonl import iter_jsonl
 from evalsuite.records import Question
+from evalsuite.schema import key
 
 
 @dataclass(frozen=True)
 class BenchSpec:
-    name: str | None = "mtb-style"  # a bundled set
-    path: str | None = None  # a JSONL file (project or FastChat shape) or, with hf_dataset, a local data file
-    reference_path: str | None = None  # FastChat-style reference answers to merge by question_id
-    hf_dataset: str | None = None  # a Hugging Face dataset name (needs network) read with `datasets`
-    hf_split: str = "train"
-    limit: int | None = None  # first N questions of each category (after the category filter)
-    categories: tuple[str, ...] = ()
+    """``[bench]``: which questions; each field's help is the configuration reference's text."""
+
+    name: str | None = key("mtb-style", "A bundled question set (`mtb-style`: 80 two-turn questions in MT-Bench's "
+                                        "8 categories). Setting `path` alone unsets it.")
+    path: str | None = key(None, "A question JSONL (the project's, FastChat's or Arena-Hard's shape) or, with "
+                                 "`hf_dataset`, a local data file.")
+    reference_path: str | None = key(None, "FastChat-style reference answers (`reference_answer/*.jsonl`) merged "
+                                           "by `question_id`.")
+    hf_dataset: str | None = key(None, "A Hugging Face dataset name, read with `datasets` (needs network).")
+    hf_split: str = key("train", "Split of `hf_dataset`.")
+    limit: int | None = key(None, "First N questions of each category (after the category filter).")
+    categories: tuple[str, ...] = key((), "Categories to keep (a list, or one comma-separated string). Empty: all.")
 
 
 def bundled_benchmarks() -> list[str]:

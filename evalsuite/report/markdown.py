@@ -29,6 +29,20 @@ def _mark(c: Comparison, alpha: float) -> str:
     return "▲" if c.win_rate > 0.5 else "▼"
 
 
+def _import_lc_lines(comps: Sequence[Comparison]) -> list[str]:
+    """What an import's length-controlled figures are: evalsuite's LC always, AlpacaEval's LC v1 when computed."""
+    lines = ["LC (evalsuite): evalsuite's length-controlled win rate (a logistic fit on the length difference alone), "
+             "not the LC of AlpacaEval's leaderboard, which also models each instruction's difficulty."]
+    with_ae = [c for c in comps if c.alpaca_eval_lc_win_rate is not None]
+    if not with_ae:
+        return lines + ["Pass AlpacaEval's instruction_difficulty.csv or df_gamed.csv with --instruction-difficulty "
+                        "for AlpacaEval's own LC v1.", ""]
+    lines += ["LC (AlpacaEval v1): AlpacaEval's length-controlled win rate, with the instruction difficulties of the "
+              "file given to the import.", ""]
+    rows = [[f"`{c.model}`", _pct(c.win_rate), _pct(c.lc_win_rate), _pct(c.alpaca_eval_lc_win_rate)] for c in with_ae]
+    return lines + _table(["Model", "Win rate", "LC (evalsuite)", "LC (AlpacaEval v1)"], rows, "lrrr") + [""]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
     aligns = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else ":---" for a in aligns]
@@ -99,7 +113,7 @@ def render_markdown(results: Results) -> str:
     )
     lines += _table(
         ["Rank", "Model", "Win rate", "CI", *(["Source SE"] if external else []), "W/T/L", "p (Holm)", "", "BT rating",
-         "BT CI", "LC win rate", "Avg len", "Errors", "Inconsistent"],
+         "BT CI", "LC (evalsuite)" if external else "LC win rate", "Avg len", "Errors", "Inconsistent"],
         rows,
         "llrr" + ("r" if external else "") + "rrlrrrrrr",
     )
@@ -108,6 +122,7 @@ def render_markdown(results: Results) -> str:
         lines += ["Source SE: the imported file's own standard error of the win rate (e.g. AlpacaEval's SE of the mean "
                   "preference), to check the import against the published leaderboard; CI: our question-clustered "
                   "bootstrap.", ""]
+        lines += _import_lc_lines(comps)
     # a sequential run and human calibration add their sections (owned by evalsuite.sequential / evalsuite.calibrate)
     from evalsuite.calibrate import calibration_markdown
     from evalsuite.sequential import sequential_markdown

@@ -240,7 +240,7 @@ class Item:
 _COMPARISON_KEYS = (
     "model", "baseline", "n", "wins", "ties", "losses", "errors", "inconsistent", "win_rate", "ci_low", "ci_high",
     "ci_bca_low", "ci_bca_high", "se", "p_bootstrap", "p_bootstrap_bound", "p_sign", "lc_win_rate", "avg_length",
-    "avg_length_baseline", "external_se", "n_questions", "per_category", "per_turn", "turn_difference", "health", "items", "p_holm",
+    "avg_length_baseline", "external_se", "alpaca_eval_lc_win_rate", "n_questions", "per_category", "per_turn", "turn_difference", "health", "items", "p_holm",
     "p_holm_bound", "p_sign_holm", "significant", "diversity", "diagnosis",
 )
 
@@ -272,6 +272,9 @@ class Comparison:
     # the source's own standard error of the win rate, for imports that publish one (AlpacaEval: SE of the mean
     # preference), shown beside the clustered CI so an import can be checked against the published leaderboard
     external_se: float | None = None
+    # AlpacaEval's own length-controlled win rate (LC v1: length and per-instruction difficulty), for an AlpacaEval
+    # import given AlpacaEval's difficulty file; lc_win_rate is evalsuite's LC, which does not use the difficulty
+    alpaca_eval_lc_win_rate: float | None = None
     n_questions: int | None = None
     per_category: Mapping[str, CategoryResult] = field(default_factory=dict)
     per_turn: tuple[TurnResult, ...] = ()
@@ -297,6 +300,7 @@ class Comparison:
             "se": self.se, "p_bootstrap": self.p_bootstrap, "p_bootstrap_bound": self.p_bootstrap_bound,
             "p_sign": self.p_sign, "lc_win_rate": self.lc_win_rate, "avg_length": self.avg_length,
             "avg_length_baseline": self.avg_length_baseline, "external_se": self.external_se,
+            "alpaca_eval_lc_win_rate": self.alpaca_eval_lc_win_rate,
             "n_questions": self.n_questions,
             "per_category": {k: v.to_json() for k, v in self.per_category.items()},
             "per_turn": [t.to_json() for t in self.per_turn],
@@ -319,7 +323,7 @@ class Comparison:
             p_bootstrap=_opt_float(d, "p_bootstrap"), p_bootstrap_bound=_p_bound(d, "p_bootstrap"),
             p_sign=_opt_float(d, "p_sign"), lc_win_rate=_opt_float(d, "lc_win_rate"),
             avg_length=_opt_float(d, "avg_length"), avg_length_baseline=_opt_float(d, "avg_length_baseline"),
-            external_se=_opt_float(d, "external_se"),
+            external_se=_opt_float(d, "external_se"), alpaca_eval_lc_win_rate=_opt_float(d, "alpaca_eval_lc_win_rate"),
             n_questions=None if d.get("n_questions") is None else int(d["n_questions"]),
             per_category={str(k): CategoryResult.from_json(v) for k, v in (d.get("per_category") or {}).items()},
             per_turn=tuple(TurnResult.from_json(t) for t in d.get("per_turn") or []),
