@@ -38,6 +38,21 @@ def _label(line: int, number: int) -> str:
     return f"line {line}" if line == number else f"record {number} (line {line})"
 
 
+def _where_in_line(exc: json.JSONDecodeError, text: str) -> str:
+    """``Expecting ',' delimiter at column 9``, or ``... at the end of the line (column 9)`` when the object is cut off.
+
+    >>> try:
+    ...     json.loads('{"a": 1')
+    ... except json.JSONDecodeError as e:
+    ...     print(_where_in_line(e, '{"a": 1'))
+    Expecting ',' delimiter at the end of the line (column 8): is the line cut short?
+    """
+    column = exc.pos + 1  # the text is one line, so the offset into it is its column
+    if exc.pos >= len(text.rstrip()):
+        return f"{exc.msg} at the end of the line (column {column}): is the line cut short?"
+    return f"{exc.msg} at column {column}"
+
+
 def iter_json_lines(path: str | Path) -> Iterator[JsonLine]:
     """Every object of a JSONL file with where it came from; see the module docstring for the rules."""
     p = Path(path)
@@ -49,11 +64,13 @@ def iter_json_lines(path: str | Path) -> Iterator[JsonLine]:
             if not line.strip():
                 continue
             number += 1
+            text = line.rstrip("\r\n")
             try:
-                obj = json.loads(line)
+                # parsed without its line ending, so an error's position is a column of the line as written
+                obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(
-                    f"{_label(lineno, number)} is not valid JSON ({exc.msg} at column {exc.colno})",
+                    f"{_label(lineno, number)} is not valid JSON ({_where_in_line(exc, text)})",
                     where=str(p),
                     fix="write one JSON object per line",
                 ) from None
@@ -63,7 +80,7 @@ def iter_json_lines(path: str | Path) -> Iterator[JsonLine]:
                     where=str(p),
                     fix="write one JSON object per line",
                 )
-            yield JsonLine(lineno, number, obj, line.rstrip("\r\n"))
+            yield JsonLine(lineno, number, obj, text)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

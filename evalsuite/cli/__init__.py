@@ -1,6 +1,7 @@
 """The ``evalsuite`` command line: wiring only. Commands live in small modules and import heavy code lazily, so
-``evalsuite --help``, ``report`` and ``gate`` start fast. An ``InputError`` anywhere becomes one line on stderr and
-exit code 2; whatever was already computed stays in the run store."""
+``evalsuite --help``, ``report`` and ``gate`` start fast. An ``InputError`` anywhere, a usage error, or an optional
+package that is not installed becomes one line on stderr and exit code 2; whatever was already computed stays in the
+run store."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from evalsuite import __version__
-from evalsuite.errors import InputError
+from evalsuite.errors import InputError, missing_extra
 
 # command name -> "module:attribute"; imported only when the command runs (or --help lists it).
 _COMMANDS: dict[str, str] = {
@@ -62,7 +63,15 @@ def cli() -> None:
     """
 
 
+def usage_error_line(exc: click.ClickException) -> str:
+    """A click usage error (a missing option, a bad value, an unknown verb) in evalsuite's one-line format."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "evalsuite"
+    return f"{exc.format_message()} — fix: see '{command} --help'"
+
+
 def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI. Exit codes: 0 success, 1 gate failed, 2 usage or input error (one line on stderr), 130 interrupted."""
     try:
         return cli.main(args=argv, prog_name="evalsuite", standalone_mode=False)
     except InputError as exc:
@@ -72,7 +81,13 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("evalsuite: interrupted; finished work is saved — re-run the same command to resume", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"evalsuite: error: {usage_error_line(exc)}", err=True)
+        sys.exit(2)
+    except ImportError as exc:
+        missing = missing_extra(exc)  # an optional package (torch, vllm, ...) that the core install leaves out
+        if missing is None:
+            raise
+        click.echo(f"evalsuite: error: {missing}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("evalsuite: interrupted; finished work is saved — re-run the same command to resume", err=True)

@@ -11,7 +11,7 @@ from evalsuite.judge.swap import RECONCILE_MODES
 
 
 @click.command("export")
-@click.option("--run-dir", required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), default="fastchat", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write into (fastchat: model_answer/ and model_judgment/; alpaca-eval: <model>/model_outputs.json).")
