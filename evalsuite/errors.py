@@ -4,6 +4,7 @@ from an optional package that is not installed to the extra (``pip install 'eval
 from __future__ import annotations
 
 import importlib.util
+from typing import Sequence
 
 
 class InputError(Exception):
@@ -48,8 +49,13 @@ def missing_extra(exc: ImportError, needed_for: str | None = None) -> MissingExt
 
 def require_extra(extra: str, needed_for: str) -> None:
     """Raise :class:`MissingExtra` unless every package of ``extra`` can be imported (nothing is imported here)."""
-    for package, its_extra in EXTRAS.items():
-        if its_extra == extra and not _importable(package):
+    require_packages([p for p, e in EXTRAS.items() if e == extra], needed_for)
+
+
+def require_packages(packages: Sequence[str], needed_for: str) -> None:
+    """Raise :class:`MissingExtra` for the first of ``packages`` (keys of :data:`EXTRAS`) that cannot be imported."""
+    for package in packages:
+        if not _importable(package):
             raise MissingExtra(package, needed_for=needed_for)
 
 
@@ -60,4 +66,4 @@ def _importable(package: str) -> bool:
         return False
 
 
-__all__ = ["EXTRAS", "InputError", "MissingExtra", "missing_extra", "require_extra"]
+__all__ = ["EXTRAS", "InputError", "MissingExtra", "missing_extra", "require_extra", "require_packages"]

@@ -8,7 +8,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from evalsuite.backends._base import ChatBackend, ChatRequest, ChatResult, NullProgress, OnDone, Progress
-from evalsuite.errors import InputError
+from evalsuite.errors import InputError, missing_extra, require_packages
 
 if TYPE_CHECKING:
     from evalsuite.config import ModelSpec
@@ -20,6 +20,9 @@ BACKENDS: dict[str, str] = {
     "vllm": "evalsuite.backends.vllm:VLLMBackend",
 }
 
+# name -> optional packages it imports in this interpreter (vllm's own run in its worker's interpreter)
+NEEDS: dict[str, tuple[str, ...]] = {"hf": ("torch", "transformers")}
+
 
 def make_backend(spec: "ModelSpec") -> ChatBackend:
     target = BACKENDS.get(spec.backend)
@@ -29,14 +32,16 @@ def make_backend(spec: "ModelSpec") -> ChatBackend:
             fix=f"use one of {', '.join(sorted(BACKENDS))}",
         )
     module_name, attr = target.split(":")
+    needed_for = f"backend {spec.backend!r} of model {spec.name!r}"
+    # checked before any call: these backends import their libraries lazily, at the first request
+    require_packages(NEEDS.get(spec.backend, ()), needed_for)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = {"hf": "train", "vllm": "vllm"}.get(spec.backend, "")
-        raise InputError(
-            f"backend {spec.backend!r} for model {spec.name!r} needs a missing package ({exc.name})",
-            fix=f"pip install 'evalsuite[{extra}]'" if extra else "reinstall evalsuite",
-        ) from exc
+        missing = missing_extra(exc, needed_for)
+        if missing is None:
+            raise
+        raise missing from exc
     return getattr(module, attr).from_spec(spec)
 
 

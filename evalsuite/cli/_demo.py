@@ -17,6 +17,10 @@ def demo_cmd(out: str | None, questions_per_category: int, quiet: bool) -> None:
     """
     from dataclasses import replace
 
+    from evalsuite.errors import require_extra
+
+    require_extra("train", "evalsuite demo")  # the demo trains and runs local models: torch, transformers, TRL
+
     from evalsuite.cli._run import print_summary, progress_factory
     from evalsuite.demo._pipeline import NOTE, REAL_COMMANDS, DemoOptions, run_demo, with_out
 

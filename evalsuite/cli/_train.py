@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from evalsuite.errors import require_extra
 from evalsuite.trainers._train import DTYPE_CHOICES, TrainOptions
 from evalsuite.trainers._variants import VARIANTS
 
@@ -96,6 +97,7 @@ def train_cmd(
     quiet: bool,
 ) -> None:
     """Train VARIANT (sft, dpo, ipo, simpo, kto) from --model on --data, one checkpoint per beta."""
+    require_extra("train", "evalsuite train")  # before any file is read: a core install lacks TRL and torch
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
