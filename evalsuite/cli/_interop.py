@@ -49,8 +49,10 @@ def import_answers_cmd(files: tuple[str, ...], model: str | None, fmt: str | Non
               help="Swap reconciliation of two-order judgments (games: each order one game, for Bradley-Terry).")
 @click.option("--resamples", type=int, default=10_000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--instruction-difficulty", "difficulty", type=click.Path(dir_okay=False),
+              help="AlpacaEval's instruction_difficulty.csv or df_gamed.csv: adds AlpacaEval's own LC v1 (alpaca-eval).")
 def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str, bench_path: str | None, mode: str,
-                         resamples: int, seed: int) -> None:
+                         resamples: int, seed: int, difficulty: str | None) -> None:
     """Import external judgments (FastChat pair judgments, AlpacaEval annotations) and write the run's results.
 
     Then `evalsuite report --run-dir DIR` and `evalsuite gate` work on them like on a run of evalsuite's own.
@@ -60,11 +62,16 @@ def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str
     from evalsuite.report.results import StatsOptions
 
     outcome = import_judgments(file, fmt, baseline=baseline, run_dir=run_dir, questions=bench_path, mode=mode,
-                               options=StatsOptions(n_resamples=resamples, seed=seed))
+                               options=StatsOptions(n_resamples=resamples, seed=seed), instruction_difficulty=difficulty)
     print_summary(outcome.results)
     for c in outcome.results.comparisons:
         if c.external_se is not None and c.win_rate is not None:
             click.echo(f"{c.model}: win rate {100 * c.win_rate:.2f}% ± {100 * c.external_se:.2f} (the source's own SE); "
                        f"clustered {100 * outcome.results.stats.confidence:.0f}% CI [{100 * (c.ci_low or 0):.2f}, "
                        f"{100 * (c.ci_high or 0):.2f}]", err=True)
+        if fmt == "alpaca-eval" and c.lc_win_rate is not None:
+            ae = ("" if c.alpaca_eval_lc_win_rate is None
+                  else f", AlpacaEval's LC v1 {100 * c.alpaca_eval_lc_win_rate:.2f}%")
+            click.echo(f"{c.model}: length-controlled win rate {100 * c.lc_win_rate:.2f}% (evalsuite's LC, not "
+                       f"AlpacaEval's){ae}", err=True)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)

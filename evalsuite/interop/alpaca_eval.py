@@ -7,6 +7,10 @@ An AlpacaEval ``annotations.json`` is a list of records with ``instruction``, ``
 1 -> 0.0), a draw (0) is 0.5, and a missing preference is an error match. The outputs' lengths (characters, as
 AlpacaEval's ``avg_length``) are kept for the average lengths and the length-controlled win rate.
 
+AlpacaEval's own length-controlled win rate (LC v1) needs a per-instruction difficulty that AlpacaEval publishes as a
+file: :func:`read_instruction_difficulty` reads it, :func:`alpaca_eval_length_controlled` hands each candidate's
+preferences, lengths and difficulties to the formula (``evalsuite.stats.alpaca_eval_lc_win_rate``).
+
 A ``model_outputs.json`` is a list of ``{instruction, output, generator}`` (plus optional ``dataset``): AlpacaEval's
 benchmark (the instructions) and one model's answers at once. Its questions are keyed by the instruction text
 (:func:`instruction_id`), so the same instruction gets the same id in every file whatever the order.
@@ -14,16 +18,21 @@ benchmark (the instructions) and one model's answers at once. Its questions are 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import InputError
 from evalsuite.records import Answer, Match, Question
+
+
+if TYPE_CHECKING:
+    from evalsuite.stats import AlpacaEvalLC, GamedBaselineRows
 
 _REQUIRED = ("instruction", "generator_1", "generator_2", "preference")
 CATEGORY = "alpaca_eval"
@@ -126,6 +135,152 @@ def _score(preference: Any, where: str) -> float | None:
     if 1.0 <= value <= 2.0:
         return value - 1.0
     raise InputError(f"preference must be 0 (draw), in [1, 2], or null; got {preference!r}", where=where)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# AlpacaEval's length-controlled win rate (LC v1): the instruction difficulties, and the data the formula takes
+
+_DIFFICULTY_FIX = ("pass AlpacaEval's instruction_difficulty.csv or df_gamed.csv (the tatsu-lab/alpaca_eval dataset "
+                   "on the Hugging Face hub): a CSV with an index column and an instruction_difficulty column")
+
+
+@dataclass(frozen=True)
+class InstructionDifficulty:
+    """AlpacaEval's per-instruction difficulty, keyed by the instruction's index in the eval set (or by its text when
+    the file names instructions), and the gamed-baseline rows when the file is ``df_gamed.csv``."""
+
+    source: str
+    by_key: dict[str, float]
+    keyed_by: str  # "index" or "instruction"
+    gamed: GamedBaselineRows | None = None
+
+
+def read_instruction_difficulty(path: str | Path) -> InstructionDifficulty:
+    """Read AlpacaEval's ``instruction_difficulty.csv`` or ``df_gamed.csv``.
+
+    The key is the ``index`` column, else the first column (pandas writes the index there, unnamed): an integer is
+    the instruction's position in the eval set, anything else is the instruction's text. ``df_gamed.csv`` (it also
+    has ``preference``, ``std_delta_len`` and ``not_gamed_baseline``) gives each instruction's difficulty on every
+    row (the first is kept) and its gamed rows regularise the fit as AlpacaEval's LC v1 does.
+    """
+    import numpy as np
+
+    from evalsuite.stats import GamedBaselineRows
+
+    where = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", where=where) from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"not a CSV file ({exc})", where=where, fix=_DIFFICULTY_FIX) from exc
+    if not rows:
+        raise InputError("empty file", where=where, fix=_DIFFICULTY_FIX)
+    header = [h.strip() for h in rows[0]]
+    if "instruction_difficulty" not in header:
+        raise InputError("no instruction_difficulty column", where=where, fix=_DIFFICULTY_FIX)
+    col = header.index("instruction_difficulty")
+    key_col = header.index("index") if "index" in header else 0
+    if key_col == col:
+        raise InputError("no key column before instruction_difficulty", where=where, fix=_DIFFICULTY_FIX)
+    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    if not body:
+        raise InputError("no rows", where=where, fix=_DIFFICULTY_FIX)
+
+    def cell(row: list[str], i: int, line: int) -> str:
+        if i >= len(row):
+            raise InputError(f"has {len(row)} fields, the header {len(header)}", where=f"{where} line {line}",
+                             fix=_DIFFICULTY_FIX)
+        return row[i]
+
+    def number(text: str, what: str, line: int) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InputError(f"{what} {text!r} is not a finite number", where=f"{where} line {line}", fix=_DIFFICULTY_FIX)
+        return value
+
+    keys = [cell(r, key_col, n + 2).strip() for n, r in enumerate(body)]
+    keyed_by = "index" if all(_is_int(k) for k in keys) else "instruction"
+    if keyed_by == "index":
+        keys = [str(int(k)) for k in keys]
+    by_key: dict[str, float] = {}
+    for n, (key, row) in enumerate(zip(keys, body)):
+        value = number(cell(row, col, n + 2), "instruction_difficulty", n + 2)
+        by_key.setdefault(key, value)  # df_gamed repeats every instruction once per gamed model
+
+    gamed = None
+    if {"preference", "std_delta_len", "not_gamed_baseline"} <= set(header):
+        pref, sdl, ng = (header.index(c) for c in ("preference", "std_delta_len", "not_gamed_baseline"))
+        g_scores, g_sdl, g_diff = [], [], []
+        for n, (key, row) in enumerate(zip(keys, body)):
+            if cell(row, ng, n + 2).strip().lower() in ("true", "1", "1.0"):
+                continue  # only the gamed baselines' rows regularise
+            raw = cell(row, pref, n + 2).strip()
+            g_scores.append(math.nan if raw.lower() in ("", "nan") else number(raw, "preference", n + 2))
+            g_sdl.append(number(cell(row, sdl, n + 2), "std_delta_len", n + 2))
+            g_diff.append(by_key[key])
+        scores = np.array(g_scores, dtype=np.float64)
+        if np.nanmax(scores, initial=0.0) > 1.0:  # AlpacaEval's raw scale: 1 baseline, 2 model, 0 draw
+            scores = np.where(scores == 0.0, 0.5, scores - 1.0)
+        if np.any((scores < 0.0) | (scores > 1.0)):
+            raise InputError("preference outside AlpacaEval's scales ([0, 1], or 0 and [1, 2])", where=where,
+                             fix=_DIFFICULTY_FIX)
+        if scores.size:
+            gamed = GamedBaselineRows(scores=scores, std_delta_len=np.array(g_sdl), difficulty=np.array(g_diff))
+    return InstructionDifficulty(source=where, by_key=by_key, keyed_by=keyed_by, gamed=gamed)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def alpaca_eval_length_controlled(path: str | Path, baseline: str,
+                                  difficulty: InstructionDifficulty) -> dict[str, AlpacaEvalLC]:
+    """AlpacaEval's LC v1 for every candidate of an annotations file, against ``baseline`` (generator_1).
+
+    A candidate's instruction index is the position of its record among that candidate's records, in file order
+    (AlpacaEval's rule: an annotations file lists the eval set in order), unless the difficulty file is keyed by the
+    instruction text. Every record needs both outputs (their lengths) and a difficulty.
+    """
+    import numpy as np
+
+    from evalsuite.stats import alpaca_eval_lc_win_rate
+
+    where = str(path)
+    per_candidate: dict[str, list[tuple[float, int, int, float]]] = {}
+    for index, record in enumerate(_read_list(path, "annotations.json")):
+        match = _to_match(record, index, where)
+        if match.model_y != baseline or match.model_x == baseline:
+            continue
+        rows = per_candidate.setdefault(match.model_x, [])
+        at = f"{where} record {index}"
+        out_c, out_b = record.get("output_2"), record.get("output_1")
+        if not isinstance(out_c, str) or not isinstance(out_b, str):
+            raise InputError("no output_1/output_2 text: AlpacaEval's LC needs both answers' lengths", where=at,
+                             fix="import the full annotations.json, or drop --instruction-difficulty")
+        key = str(len(rows)) if difficulty.keyed_by == "index" else str(record.get("instruction", ""))
+        if key not in difficulty.by_key:
+            what = f"index {key}" if difficulty.keyed_by == "index" else "this instruction"
+            raise InputError(f"{difficulty.source} has no difficulty for {what}", where=at,
+                             fix="pass the difficulty file of the same AlpacaEval eval set")
+        score = math.nan if match.score is None else match.score
+        rows.append((score, len(out_c), len(out_b), difficulty.by_key[key]))
+    out: dict[str, AlpacaEvalLC] = {}
+    for candidate, rows in per_candidate.items():
+        s, len_c, len_b, diff = (np.array(col, dtype=np.float64) for col in zip(*rows))
+        try:
+            out[candidate] = alpaca_eval_lc_win_rate(s, len_c, len_b, diff, gamed=difficulty.gamed)
+        except ValueError as exc:
+            raise InputError(f"AlpacaEval's LC for {candidate} cannot be fitted: {exc}", where=where) from exc
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------

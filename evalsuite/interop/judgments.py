@@ -111,12 +111,15 @@ def import_judgments(
     questions: str | Path | None = None,
     mode: str = "strict",
     options: StatsOptions | None = None,
+    instruction_difficulty: str | Path | None = None,
 ) -> ImportOutcome:
     """Read ``file`` in format ``fmt`` (``fastchat`` or ``alpaca-eval``), compute the results and write
     ``results.json`` and ``leaderboard.md`` into ``run_dir``.
 
     ``baseline`` is required for FastChat files (AlpacaEval's is generator_1); ``questions`` (a question.jsonl)
     gives FastChat judgments their categories; ``mode`` is the swap reconciliation for two-order judgments.
+    ``instruction_difficulty`` (AlpacaEval only: its ``instruction_difficulty.csv`` or ``df_gamed.csv``) adds
+    AlpacaEval's own length-controlled win rate (LC v1) beside evalsuite's.
     """
     from evalsuite import __version__
     from evalsuite.compare import write_outputs
@@ -125,6 +128,9 @@ def import_judgments(
 
     if fmt not in JUDGMENT_FORMATS:
         raise InputError(f"unknown judgment format {fmt!r}", fix=f"use one of {', '.join(JUDGMENT_FORMATS)}")
+    if instruction_difficulty is not None and fmt != "alpaca-eval":
+        raise InputError("an instruction difficulty file applies to AlpacaEval annotations only",
+                         where=str(instruction_difficulty), fix="drop --instruction-difficulty, or use --format alpaca-eval")
     out = Path(run_dir)
     imported = JUDGMENT_FORMATS[fmt](str(file), baseline=baseline, run_dir=out,
                                      questions=None if questions is None else str(questions), mode=mode)
@@ -140,6 +146,8 @@ def import_judgments(
     results = build_results(imported.matches, baseline=imported.baseline, candidates=imported.candidates,
                             lengths=imported.lengths, options=options or StatsOptions(), meta=meta)
     results = _with_external_se(results, imported.external_se)
+    if instruction_difficulty is not None:
+        results = _with_alpaca_eval_lc(results, str(file), imported.baseline, str(instruction_difficulty))
     rp, lp = write_outputs(results, out)
     return ImportOutcome(results, rp, lp, imported)
 
@@ -150,6 +158,18 @@ def _with_external_se(results: Results, external_se: Mapping[str, float]) -> Res
     if not external_se:
         return results
     comps = tuple(replace(c, external_se=external_se.get(c.model)) for c in results.comparisons)
+    return replace(results, comparisons=comps)
+
+
+def _with_alpaca_eval_lc(results: Results, file: str, baseline: str, difficulty_file: str) -> Results:
+    """AlpacaEval's LC v1 of every candidate beside evalsuite's LC (the stats layer owns the formula)."""
+    from dataclasses import replace
+
+    from evalsuite.interop.alpaca_eval import alpaca_eval_length_controlled, read_instruction_difficulty
+
+    lc = alpaca_eval_length_controlled(file, baseline, read_instruction_difficulty(difficulty_file))
+    comps = tuple(replace(c, alpaca_eval_lc_win_rate=round(lc[c.model].win_rate, 6) if c.model in lc else None)
+                  for c in results.comparisons)
     return replace(results, comparisons=comps)
 
 

@@ -5,7 +5,8 @@
 - ``sign_test``, ``holm``, ``holm_bounded``: exact sign test on wins vs losses; Holm-Bonferroni for a family of
   comparisons (``holm_bounded`` carries which p-values are upper bounds, e.g. a bootstrap p below 1/B).
 - ``bradley_terry``: Elo-scale ratings, anchored, with question-clustered bootstrap CIs and ranks.
-- ``length_controlled_win_rate``: win rate predicted at zero answer-length difference.
+- ``length_controlled_win_rate``: win rate predicted at zero answer-length difference (evalsuite's LC);
+  ``alpaca_eval_lc_win_rate``: AlpacaEval's LC v1 (length and per-instruction difficulty, L1 GLM).
 - ``agreement``: MT-Bench S1/S2 agreement and Cohen's kappa between two sets of votes.
 - ``min_detectable_difference``: power planning.
 - ``confidence_path`` / ``sequence_bounds`` / ``decide``: anytime-valid betting confidence sequences for a win rate
@@ -18,13 +19,16 @@ Every random quantity is seeded and vectorised over resamples; nothing here does
 from evalsuite.stats._agreement import AgreementResult, AgreementRow, Vote, agreement
 from evalsuite.stats._bootstrap import BootstrapResult, cluster_bootstrap, paired_difference
 from evalsuite.stats._bradley_terry import Rating, bradley_terry
-from evalsuite.stats._length import length_controlled_win_rate
+from evalsuite.stats._length import AlpacaEvalLC, GamedBaselineRows, alpaca_eval_lc_win_rate, length_controlled_win_rate
 from evalsuite.stats._power import min_detectable_difference
 from evalsuite.stats._ppi import CalibratedWinRate, WinRateInterval, ppi_win_rate
 from evalsuite.stats._sequential import SequenceBounds, confidence_path, decide, sequence_bounds
 from evalsuite.stats._significance import holm, holm_bounded, sign_test
 
 __all__ = [
+    "AlpacaEvalLC",
+    "GamedBaselineRows",
+    "alpaca_eval_lc_win_rate",
     "CalibratedWinRate",
     "SequenceBounds",
     "WinRateInterval",
