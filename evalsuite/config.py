@@ -253,7 +253,7 @@ class _Origins:
     """Where each value came from, for error messages: the config file, or the ``--set`` that wrote it."""
 
     file: str
-    overrides: set[tuple[str, ...]]
+    overrides: dict[tuple[str, ...], str]  # key path -> the value's text as given to --set
 
     def of(self, *path: str) -> str:
         for n in range(len(path), 0, -1):
@@ -276,17 +276,29 @@ def _check_table(table: Any, keys: Mapping[str, KeySpec], path: str, origins: _O
     for name, value in table.items():
         spec = keys[name]
         where = origins.of(*parts, name)
+        text = origins.overrides.get((*parts, name))
         try:
             checked = check_value(value, spec.type)
         except TypeMismatch as exc:
-            example = "" if spec.default in (None, dataclasses.MISSING) else f", e.g. {name} = {toml_value(spec.default)}"
-            raise InputError(f"{path}.{name} = {toml_value(value)} is not a {exc}", where=where,
-                             fix=f"write {name} as a {exc}{example}") from None
+            if text is not None and _takes_string(spec):  # --set revision=2024-05-01 reads as a TOML date
+                fix = f"quote it: --set '{path}.{name}=\"{text}\"'"
+            else:
+                example = "" if spec.default in (None, dataclasses.MISSING) else f", e.g. {name} = {toml_value(spec.default)}"
+                fix = f"write {name} as a {exc}{example}"
+            raise InputError(f"{path}.{name} = {toml_value(value)} is not a {exc}", where=where, fix=fix) from None
         if spec.choices and checked not in spec.choices:
             raise InputError(f"{path}.{name} = {toml_value(value)} is not one of {', '.join(spec.choices)}",
                              where=where, fix=f"use {' or '.join(toml_value(c) for c in spec.choices)}")
         out[name] = checked
     return out
+
+
+def _takes_string(spec: KeySpec) -> bool:
+    try:
+        check_value("", spec.type)
+    except TypeMismatch:
+        return False
+    return True
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *, run_dir: str | Path | None = None) -> Config:
@@ -300,11 +312,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
             raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"invalid TOML ({exc})", where=str(cfg_path), fix="fix the syntax") from None
-    written: set[tuple[str, ...]] = set()
+    written: dict[tuple[str, ...], str] = {}
     for ov in overrides:
         keys, value = parse_override(ov)
         apply_override(raw, keys, value)
-        written.add(tuple(keys))
+        written[tuple(keys)] = ov.split("=", 1)[1]
     origins = _Origins(str(cfg_path) if cfg_path else f"config (no {DEFAULT_CONFIG} in {Path.cwd()})", written)
     tables = {t.name: t for t in config_tables()}
     known_sections = sorted(n.split(".")[0] for n in tables)
@@ -357,7 +369,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
 
 def iterate_options(table: dict[str, Any], where: str = "config") -> IterateOptions:
     """``[iterate]`` checked: known keys, the right types, a known reference."""
-    return IterateOptions(**_check_table(table, _table_keys("iterate"), "iterate", _Origins(where, set())))
+    return IterateOptions(**_check_table(table, _table_keys("iterate"), "iterate", _Origins(where, {})))
 
 
 def _model_from_values(name: str, values: dict[str, Any]) -> ModelSpec:
@@ -369,7 +381,7 @@ def _model_from_values(name: str, values: dict[str, Any]) -> ModelSpec:
 
 def model_spec(name: str, table: Any, *, where: str = "config") -> ModelSpec:
     """A ``[models.<name>]`` table as a ModelSpec: known keys only, each of its type."""
-    return _model_spec(name, table, _Origins(where, set()))
+    return _model_spec(name, table, _Origins(where, {}))
 
 
 def _model_spec(name: str, table: Any, origins: _Origins) -> ModelSpec:

@@ -24,12 +24,12 @@ T = TypeVar("T")
 
 def key(default: T, help: str, *, choices: Sequence[str] = ()) -> T:
     """A config key with a default, its one-line help and, optionally, the only values it takes."""
-    return typing.cast(T, dataclasses.field(default=default, metadata={"help": help, "choices": tuple(choices)}))
+    return dataclasses.field(default=default, metadata={"help": help, "choices": tuple(choices)})
 
 
 def key_factory(factory: Callable[[], T], help: str) -> T:
     """A config key whose default is built per instance (a table or a list)."""
-    return typing.cast(T, dataclasses.field(default_factory=factory, metadata={"help": help, "choices": ()}))
+    return dataclasses.field(default_factory=factory, metadata={"help": help, "choices": ()})
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,20 @@ def check_value(value: Any, tp: Any) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise TypeMismatch(type_name(tp))
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        items = [check_value(v, args[0]) if args else v for v in value]
+        item_types = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        try:
+            items = [check_value(v, item_types[0]) if item_types else v for v in value]
+        except TypeMismatch:
+            raise TypeMismatch(type_name(tp)) from None
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise TypeMismatch(type_name(tp))
-        args = typing.get_args(tp)
-        return {k: check_value(v, args[1]) if args else v for k, v in value.items()}
+        key_value_types = typing.get_args(tp)
+        try:
+            return {k: check_value(v, key_value_types[1]) if key_value_types else v for k, v in value.items()}
+        except TypeMismatch:
+            raise TypeMismatch(type_name(tp)) from None
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -151,6 +157,8 @@ def toml_value(value: Any) -> str:
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }" if value else "{}"
     if value is None:
         return "(none)"
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return str(value.isoformat())
     return repr(value)
 
 
