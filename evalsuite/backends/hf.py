@@ -16,6 +16,7 @@ number of tokens). torch, transformers and peft are imported when the model load
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,28 @@ def check_checkpoint(spec: "ModelSpec") -> None:
             f"checkpoint directory {spec.model!r} of model {spec.name!r} does not exist",
             fix="point model at a directory holding config.json, weights and the tokenizer (a trainer's output)",
         )
+
+
+def resolve_spec_model(spec: "ModelSpec") -> "ModelSpec":
+    """A model alias ("smollm2") replaced by its converted checkpoint directory (``evalsuite.models``); a path or hub
+    id is kept as written."""
+    from evalsuite.models import is_alias, resolve_model_path
+
+    return dataclasses.replace(spec, model=resolve_model_path(spec.model)) if is_alias(spec.model) else spec
+
+
+def check_adapter(spec: "ModelSpec") -> None:
+    """``spec.adapter`` must be a PEFT adapter directory made for ``spec.model`` (cheap: configs and headers only)."""
+    if not spec.adapter:
+        return
+    if not (Path(spec.adapter).expanduser() / "adapter_config.json").is_file():
+        raise InputError(
+            f"adapter {spec.adapter!r} of model {spec.name!r} is not a PEFT adapter directory",
+            fix="point adapter at a directory holding adapter_config.json and the adapter weights",
+        )
+    from evalsuite.models.adapter_base import check_adapter_base
+
+    check_adapter_base(spec.adapter, spec.model, model_name=spec.name)
 
 
 def looks_like_path(model: str) -> bool:
@@ -82,12 +105,9 @@ class HFBackend:
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec") -> "HFBackend":
+        spec = resolve_spec_model(spec)
         check_checkpoint(spec)
-        if spec.adapter and not (Path(spec.adapter).expanduser() / "adapter_config.json").is_file():
-            raise InputError(
-                f"adapter {spec.adapter!r} of model {spec.name!r} is not a PEFT adapter directory",
-                fix="point adapter at a directory holding adapter_config.json and the adapter weights",
-            )
+        check_adapter(spec)
         if spec.batch_size < 1:
             raise InputError(f"batch_size of model {spec.name!r} must be >= 1", fix="set batch_size = 16")
         return cls(spec)
@@ -339,4 +359,4 @@ class HFBackend:
         return results
 
 
-__all__ = ["HFBackend", "check_checkpoint", "looks_like_path"]
+__all__ = ["HFBackend", "check_adapter", "check_checkpoint", "looks_like_path", "resolve_spec_model"]

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from evalsuite.backends._base import ChatRequest, ChatResult, OnDone, Progress
-from evalsuite.backends.hf import check_checkpoint  # cheap: hf imports torch only when it loads a model
+# cheap: hf imports torch only when it loads a model
+from evalsuite.backends.hf import check_adapter, check_checkpoint, resolve_spec_model
 from evalsuite.errors import InputError
 
 if TYPE_CHECKING:
@@ -78,8 +79,11 @@ def worker_python(spec: "ModelSpec") -> str:
 
 
 def model_source(model: str) -> str:
-    """A local checkpoint as an absolute path (so a relative and an absolute name of it are one engine), else the id."""
-    local = Path(model).expanduser()
+    """A local checkpoint as an absolute path (so a relative and an absolute name of it are one engine), a model alias
+    ("smollm2") as its converted checkpoint, else the id."""
+    from evalsuite.models import resolve_model_path
+
+    local = Path(resolve_model_path(model)).expanduser()
     return str(local.resolve()) if local.is_dir() else model
 
 
@@ -158,11 +162,14 @@ class VLLMBackend:
         self._finalizer: weakref.finalize | None = None
         self._lora_enabled = False
         self._adapter_ids: dict[str, int] = {}  # resolved adapter dir -> LoRA int id, stable while the worker lives
+        self._checked_adapters: set[str] = set()
         self.engines_started = 0  # how many workers (engines) this backend has started
 
     @classmethod
     def from_spec(cls, spec: "ModelSpec") -> "VLLMBackend":
+        spec = resolve_spec_model(spec)
         check_checkpoint(spec)
+        check_adapter(spec)
         vllm_dtype(spec)
         worker_python(spec)
         if spec.max_lora_rank is not None and spec.max_lora_rank not in _LORA_RANKS:
@@ -184,6 +191,9 @@ class VLLMBackend:
                 f"adapter {adapter!r} for model {self.spec.name!r} is not a PEFT adapter directory",
                 fix="point adapter at a directory holding adapter_config.json and the adapter weights",
             )
+        if str(path) not in self._checked_adapters:  # each request's adapter is checked against the base once
+            check_adapter(dataclasses.replace(self.spec, adapter=str(path)))
+            self._checked_adapters.add(str(path))
         return str(path)
 
     def _adapter_of(self, request: ChatRequest) -> str | None:
