@@ -61,11 +61,15 @@ def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
                    "not-worse: fail only if the CI's upper bound is below it (evidence of regression); point: the win rate itself.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="The CI is the two-sided (1 - alpha) interval.")
 @click.option("--against", "against", type=click.Path(dir_okay=False), help="An older results.json: also fail when a candidate's win rate dropped significantly on the same questions.")
+@click.option("--allow-unhealthy-judge", is_flag=True,
+              help="Decide on comparisons whose judge failed its health check (position consistency or first-position "
+                   "share: docs/judge-health.md) instead of failing them.")
 @gate_sequential_options
 def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_rate: float, rule: str, alpha: float,
-             against: str | None, sequential: bool = False, wave: int = 8, config_path: str | None = None,
+             against: str | None, allow_unhealthy_judge: bool = False, sequential: bool = False, wave: int = 8, config_path: str | None = None,
              overrides: tuple[str, ...] = (), seed: int | None = None, quiet: bool = False) -> None:
-    """CI gate on win rate: exit 0 when every check passes, 1 when one fails, 2 on bad input."""
+    """CI gate on win rate: exit 0 when every check passes, 1 when one fails (a judge that failed its health check
+    fails every check it judged), 2 on bad input."""""
     from evalsuite.report.gate import GateOptions, run_gate
 
     if sequential:  # judge now, stopping each candidate once its decision is settled
@@ -79,7 +83,8 @@ def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_r
 
     results = load_results(run_dir)
     old = load_results(run_dir, path=against) if against else None
-    checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha), old)
+    checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha,
+                                           allow_unhealthy_judge=allow_unhealthy_judge), old)
     for c in checks:
         click.echo(("PASS " if c.passed else "FAIL ") + c.message)
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -18,6 +18,7 @@ import numpy as np
 
 from evalsuite.judge.swap import judge_health, judge_health_by_group, match_games
 from evalsuite.records import Match
+from evalsuite.report.health import worst
 from evalsuite.report.results import (
     SWEEP_NAME,
     CategoryResult,
@@ -51,13 +52,25 @@ def distinct_bigrams(texts: Sequence[str]) -> float | None:
     return len(seen) / total if total else None
 
 
-def diagnose(c: Comparison, alpha: float, diversity: Mapping[str, float | None]) -> list[str]:
-    """Plain-language hints tying the evaluation outcome to the usual training causes."""
+def diagnose(c: Comparison, options: StatsOptions, diversity: Mapping[str, float | None]) -> list[str]:
+    """Plain-language hints tying the evaluation outcome to the usual training causes.
+
+    A judge that failed its health check gets the blame instead of the training: its verdicts say nothing about the
+    beta, the steps or the data.
+    """
+    if c.unreliable and not options.allow_unhealthy_judge:
+        return [f"the judge failed its health check ({'; '.join(c.health_verdict.reasons)}): its verdicts follow the "
+                "answer's position, not its content, so they say nothing about this checkpoint's training; judge "
+                "again with a stronger judge, or one that passes the check (docs/judge-health.md)"]
     hints = []
     if c.win_rate is not None and c.p_holm is not None:
-        if c.p_holm < alpha and c.win_rate < 0.5:
+        if c.significant and c.win_rate < 0.5:
             hints.append("quality dropped vs the baseline: beta too small or learning rate too high")
-        elif c.p_holm >= alpha:
+        elif c.p_holm < options.alpha and not c.significant:
+            hints.append(f"a difference of {100 * abs(c.win_rate - 0.5):.1f} pts, below the smallest relevant effect "
+                         f"({100 * options.min_effect:g} pts): the judge's verdicts barely move (soft verdicts near 50%); "
+                         "no measurable effect")
+        elif not c.significant:
             hints.append("no measurable effect: beta too large, too few steps, or weak preference data (evalsuite data check)")
     d_c, d_b = diversity.get(c.model), diversity.get(c.baseline)
     if d_c is not None and d_b is not None and d_b > 0 and d_c < 0.8 * d_b:
@@ -208,8 +221,19 @@ def _aligned(a: Sequence[Match], b: Sequence[Match]) -> tuple[np.ndarray, np.nda
     )
 
 
-def _with_holm(comps: list[Comparison], alpha: float) -> list[Comparison]:
-    """Holm over the family of comparisons vs the baseline (bootstrap and sign-test p-values)."""
+def significant(c: Comparison, options: StatsOptions) -> bool:
+    """Whether ``c`` earns a significance mark: Holm-adjusted p below alpha, an effect of at least
+    ``options.min_effect``, and a judge that passed its health check (or the user's override)."""
+    if c.p_holm is None or c.win_rate is None or c.p_holm >= options.alpha:
+        return False
+    if abs(c.win_rate - 0.5) < options.min_effect:
+        return False
+    return not c.unreliable or options.allow_unhealthy_judge
+
+
+def _with_holm(comps: list[Comparison], options: StatsOptions) -> list[Comparison]:
+    """Holm over the family of comparisons vs the baseline (bootstrap and sign-test p-values), then each
+    comparison's significance mark."""
     from evalsuite import stats
 
     tested = [i for i, c in enumerate(comps) if c.p_bootstrap is not None and c.p_sign is not None]
@@ -221,8 +245,21 @@ def _with_holm(comps: list[Comparison], alpha: float) -> list[Comparison]:
     out = list(comps)
     for k, i in enumerate(tested):
         out[i] = replace(comps[i], p_holm=_round(adj[k]), p_holm_bound=bool(adj_bound[k]),
-                         p_sign_holm=_round(adj_sign[k]), significant=bool(adj[k] < alpha))
+                         p_sign_holm=_round(adj_sign[k]))
+        out[i] = replace(out[i], significant=significant(out[i], options))
     return out
+
+
+def _effect(c: Comparison, options: StatsOptions) -> Comparison:
+    """The win rate's distance from 50%, and the smallest one this many questions can show (a decisive judge, 80%
+    power, the run's alpha)."""
+    from evalsuite import stats
+
+    if c.win_rate is None or not c.n_questions:
+        return c
+    per_question = max(1, round(c.n / c.n_questions))
+    mde = stats.min_detectable_difference(c.n_questions, items_per_cluster=per_question, alpha=options.alpha)
+    return replace(c, effect=_round(c.win_rate - 0.5), mde=_round(mde, 4))
 
 
 def _variant_pairs(matches: Sequence[Match], by_candidate: Mapping[str, Sequence[Match]], candidates: Sequence[str],
@@ -292,10 +329,15 @@ def build_results(
     """
     run_info = info if info is not None else RunInfo.from_json(meta or {})
     by_candidate = {c: _items(matches, c, baseline) for c in candidates}
-    comps = _with_holm([comparison(by_candidate[c], c, baseline, lengths, options) for c in candidates], options.alpha)
+    run_health = Health.of(judge_health(matches))
+    run_verdict = run_health.verdict()
+    comps = [comparison(by_candidate[c], c, baseline, lengths, options) for c in candidates]
+    # the same judge read every match of the run: its run-wide health counts against each comparison too
+    comps = [replace(_effect(c, options), health_verdict=worst(c.health.verdict(), run_verdict)) for c in comps]
+    comps = _with_holm(comps, options)
     div = diversity or {}
     comps = [replace(c, diversity=_round(div.get(c.model), 4)) for c in comps]
-    comps = [replace(c, diagnosis=tuple(diagnose(c, options.alpha, div))) for c in comps]
+    comps = [replace(c, diagnosis=tuple(diagnose(c, options, div))) for c in comps]
     pairs = _variant_pairs(matches, by_candidate, candidates, options)
     return Results(
         baseline=baseline,
@@ -304,18 +346,22 @@ def build_results(
         comparisons=tuple(comps),
         variant_pairs=tuple(pairs),
         ratings=tuple(_ratings(matches, baseline, run_info.mode, options)),
-        sweeps=tuple(beta_sweeps(comps, pairs, options.alpha)),
-        health=Health.of(judge_health(matches)),
+        sweeps=tuple(beta_sweeps(comps, pairs, options.alpha, options.allow_unhealthy_judge)),
+        health=run_health,
+        health_verdict=run_verdict,
         health_by_group=tuple(HealthGroup(judge, template, template_hash, turn, Health.of(h))
                               for (judge, template, template_hash, turn), h in judge_health_by_group(matches)),
         info=run_info,
     )
 
 
-def beta_sweeps(comps: Sequence[Comparison], pairs: Sequence[VariantPair], alpha: float) -> list[Sweep]:
-    """Group ``<variant>-b<beta>`` candidates per variant; mark the best beta and whether it beats every other beta.
+def beta_sweeps(comps: Sequence[Comparison], pairs: Sequence[VariantPair], alpha: float,
+                allow_unhealthy_judge: bool = False) -> list[Sweep]:
+    """Group ``<variant>-b<beta>`` candidates per variant; find the highest-rate beta and whether it beats every other.
 
-    "Significantly better" uses the paired-difference p-values, Holm-corrected within the variant's own family.
+    "Significantly better" uses the paired-difference p-values, Holm-corrected within the variant's own family. The
+    sweep names no best beta (``Sweep.has_best``) when the highest-rate beta is not significantly better than every
+    other, or when the judge failed its health check on any beta of the variant.
     """
     from evalsuite import stats
 
@@ -350,6 +396,7 @@ def beta_sweeps(comps: Sequence[Comparison], pairs: Sequence[VariantPair], alpha
                 best_beta=best_beta,
                 vs_others=tuple(others),
                 best_significant=bool(others) and all(o.p_holm is not None and o.p_holm < alpha for o in others),
+                judge_unreliable=not allow_unhealthy_judge and any(c.unreliable for _, c in rows),
             )
         )
     return sweeps

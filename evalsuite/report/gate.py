@@ -20,6 +20,8 @@ class GateOptions:
     min_win_rate: float = 0.5
     rule: str = "lower-bound"  # lower-bound | not-worse | point
     alpha: float = 0.05
+    # decide on comparisons whose judge failed its health check (evalsuite.report.health) instead of failing them
+    allow_unhealthy_judge: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,18 @@ def run_gate(results: Results, opts: GateOptions, old: Results | None = None) ->
             checks.append(GateCheck(name, False, f"{name}: no judged matches vs {opts.baseline} ({c.errors} errors)"))
             continue
         lo, hi = _interval(c, opts.alpha, results)
+        if c.unreliable and not opts.allow_unhealthy_judge:
+            # Fails closed, under every rule, as a failed check (exit 1), not as bad input (exit 2): the inputs are
+            # valid and the run finished; what is missing is evidence, and "no evidence" is what a gate fails on (the
+            # lower-bound rule fails an uninformative CI the same way). Exit 2 would let a pipeline that treats
+            # input errors as "fix the config and retry" read a judge that cannot tell answers apart as a typo.
+            checks.append(GateCheck(
+                name, False, f"{name}: the judge failed its health check on these matches "
+                f"({'; '.join(c.health_verdict.reasons)}): its verdicts follow the answers' position, not their "
+                "content, so they decide nothing (--allow-unhealthy-judge to gate on them anyway)", wr, lo, hi))
+            if old is not None:
+                checks.append(_against(c, old, opts))
+            continue
         t = opts.min_win_rate
         head = f"{name}: win rate {100 * wr:.1f}% vs {opts.baseline}, {level} [{100 * lo:.1f}%, {100 * hi:.1f}%]"
         if opts.rule == "lower-bound":

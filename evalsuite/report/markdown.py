@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from evalsuite.report.results import Comparison, Results, format_p
+from evalsuite.report.health import UNRELIABLE_CONSISTENCY, UNRELIABLE_FIRST_POSITION, WEAK_CONSISTENCY
+from evalsuite.report.results import Comparison, Results, StatsOptions, format_p
 
 __all__ = ["format_p", "render_markdown"]
 
@@ -21,12 +22,20 @@ def _pts(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:+.1f}"
 
 
-def _mark(c: Comparison, alpha: float) -> str:
+def _mark(c: Comparison, stats: StatsOptions) -> str:
+    if c.unreliable and not stats.allow_unhealthy_judge:
+        return "unreliable"  # the judge failed its health check: no conclusion either way
     if c.p_holm is None or c.win_rate is None:
         return ""
-    if c.p_holm >= alpha:
-        return "·"  # not significant
+    if not c.significant:
+        return "·"  # not significant, or an effect below the smallest relevant one
     return "▲" if c.win_rate > 0.5 else "▼"
+
+
+def _effect(c: Comparison) -> str:
+    if c.effect is None:
+        return "–"
+    return f"{_pts(c.effect)}" + ("" if c.mde is None else f" (MDE {100 * c.mde:.1f})")
 
 
 def _import_lc_lines(comps: Sequence[Comparison]) -> list[str]:
@@ -77,9 +86,24 @@ def render_markdown(results: Results) -> str:
         f"Win rate counts ties as half; CI = {int(conf * 100)}% question-clustered bootstrap ({b} resamples); "
         f"p = bootstrap test of win rate = 50%, Holm-adjusted over the {len(comps)} comparisons "
         f"(`<{1 / b:.2g}`: no resample on the far side). "
-        f"▲/▼ significantly better/worse at α = {alpha}, · not significant."
+        f"▲/▼ significantly better/worse at α = {alpha}"
+        + (f" by at least {100 * st.min_effect:g} pts" if st.min_effect else "")
+        + ", · not significant; unreliable: the judge failed its health check, no conclusion. "
+        "Effect: win rate − 50% in points (MDE: the smallest effect a decisive judge detects with 80% power on this "
+        "many questions)."
     )
     lines.append("")
+    unreliable = [c for c in comps if c.unreliable]
+    if unreliable:
+        verdict = results.health_verdict if results.health_verdict.unreliable else unreliable[0].health_verdict
+        if st.allow_unhealthy_judge:
+            lines += [f"> **Judge health.** The judge failed its health check ({'; '.join(verdict.reasons)}); the "
+                      "marks below are shown anyway because the run was told to allow an unhealthy judge.", ""]
+        else:
+            lines += [f"> **Judge health.** The judge failed its health check ({'; '.join(verdict.reasons)}): its "
+                      "verdicts follow the answers' position, not their content, so the comparisons marked unreliable "
+                      "carry no conclusion (no significance marks, no best beta; `evalsuite gate` fails on them). "
+                      "See docs/judge-health.md.", ""]
 
     order = sorted(comps, key=lambda c: -1 if c.win_rate is None else c.win_rate, reverse=True)
     external = any(c.external_se is not None for c in comps)  # an import that publishes its own standard error
@@ -96,7 +120,8 @@ def render_markdown(results: Results) -> str:
                 *([f"± {_pct(c.external_se)}" if c.external_se is not None else "–"] if external else []),
                 f"{c.wins}/{c.ties}/{c.losses}",
                 format_p(c.p_holm, c.p_holm_bound, b),
-                _mark(c, alpha),
+                _mark(c, st),
+                _effect(c),
                 _num(None if r is None else r.rating),
                 "–" if r is None else f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
                 _pct(c.lc_win_rate),
@@ -108,14 +133,14 @@ def render_markdown(results: Results) -> str:
     rb = results.rating(baseline)
     rows.append(
         ["–" if rb is None or rb.rank is None else str(rb.rank), f"`{baseline}` (baseline)", "50.0%", "–",
-         *(["–"] if external else []), "–", "–", "",
+         *(["–"] if external else []), "–", "–", "", "–",
          _num(1000.0 if rb is None else rb.rating), "–", "–", _num(comps[0].avg_length_baseline) if comps else "–", "–", "–"]
     )
     lines += _table(
-        ["Rank", "Model", "Win rate", "CI", *(["Source SE"] if external else []), "W/T/L", "p (Holm)", "", "BT rating",
-         "BT CI", "LC (evalsuite)" if external else "LC win rate", "Avg len", "Errors", "Inconsistent"],
+        ["Rank", "Model", "Win rate", "CI", *(["Source SE"] if external else []), "W/T/L", "p (Holm)", "", "Effect (pts)",
+         "BT rating", "BT CI", "LC (evalsuite)" if external else "LC win rate", "Avg len", "Errors", "Inconsistent"],
         rows,
-        "llrr" + ("r" if external else "") + "rrlrrrrrr",
+        "llrr" + ("r" if external else "") + "rrlrrrrrrr",
     )
     lines.append("")
     if external:
@@ -154,21 +179,26 @@ def render_markdown(results: Results) -> str:
     if results.sweeps:
         lines += ["## Beta sweeps", ""]
         for s in results.sweeps:
-            lines.append(f"**{s.variant}** — best beta {s.best_beta:g} (`{s.best}`): " + (
-                "significantly better than every other beta." if s.best_significant else
-                "not significantly better than every other beta (paired bootstrap, Holm within the variant)."
-            ))
+            if s.judge_unreliable:
+                lines.append(f"**{s.variant}** — no best beta: the judge failed its health check on this variant's "
+                             "comparisons, so its verdicts cannot rank the betas.")
+            elif s.best_significant:
+                lines.append(f"**{s.variant}** — best beta {s.best_beta:g} (`{s.best}`): significantly better than "
+                             "every other beta.")
+            else:
+                lines.append(f"**{s.variant}** — no best beta: the highest win rate (beta {s.best_beta:g}, `{s.best}`) "
+                             "is not significantly better than every other beta (paired bootstrap, Holm within the variant).")
             lines.append("")
             vs = {o.model: o for o in s.vs_others}
             srows = []
             for sr in s.rows:
                 o = vs.get(sr.model)
                 srows.append([
-                    f"{sr.beta:g}", f"`{sr.model}`" + (" ★" if sr.model == s.best else ""), _pct(sr.win_rate),
+                    f"{sr.beta:g}", f"`{sr.model}`" + (" ★" if s.has_best and sr.model == s.best else ""), _pct(sr.win_rate),
                     f"[{_pct(sr.ci_low)}, {_pct(sr.ci_high)}]", format_p(sr.p_holm, sr.p_holm_bound, b),
                     "–" if o is None else f"{_pts(o.diff)} pts", "–" if o is None else format_p(o.p_holm, o.p_holm_bound, b),
                 ])
-            lines += _table(["Beta", "Model", "Win rate", "CI", "p vs 50% (Holm)", "Best minus this", "p (Holm, in sweep)"], srows, "rlrrrrr")
+            lines += _table(["Beta", "Model", "Win rate", "CI", "p vs 50% (Holm)", "Highest minus this", "p (Holm, in sweep)"], srows, "rlrrrrr")
             lines.append("")
 
     pairs = [p for p in results.variant_pairs if p.diff is not None]
@@ -199,13 +229,16 @@ def render_markdown(results: Results) -> str:
     for judge_cell, template_cell, turn_cell, h in groups + [("all", "all", "all", results.health)]:
         hrows.append([
             judge_cell, template_cell, turn_cell, str(h.n_judgments), _pct(h.consistency), _pct(h.first_position_win_share),
-            _pct(h.tie_share), _pct(h.error_share),
+            _pct(h.tie_share), _pct(h.error_share), h.verdict().status,
         ])
     lines += _table(["Judge", "Template", "Turn", "Judgments", "Position consistency", "First-position win share",
-                     "Tie share", "Error share"], hrows, "lllrrrrr")
+                     "Tie share", "Error share", "Verdict"], hrows, "lllrrrrrl")
     lines += ["", "Per judge, template and turn (a judge can be biased under one template or on one turn only). "
               "Position consistency: share of matches judged in both orders whose two orders agree. First-position "
-              "win share: share of decisive judgments that picked the answer shown first (50% = no position bias).", ""]
+              "win share: share of decisive judgments that picked the answer shown first (50% = no position bias). "
+              f"Verdict: unreliable below {100 * UNRELIABLE_CONSISTENCY:g}% consistency or outside "
+              f"{100 * (1 - UNRELIABLE_FIRST_POSITION):g}–{100 * UNRELIABLE_FIRST_POSITION:g}% first-position share; "
+              f"weak below {100 * WEAK_CONSISTENCY:g}% consistency (docs/judge-health.md).", ""]
 
     cats = sorted({cat for c in comps for cat in c.per_category})
     if cats:

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from evalsuite.errors import InputError
 from evalsuite.judge.swap import JudgeHealth
+from evalsuite.report.health import HealthVerdict, judge_health_verdict, worst
 
 SWEEP_NAME = re.compile(r"^(?P<variant>.+)-b(?P<beta>\d+(?:\.\d+)?(?:e-?\d+)?)$")
 
@@ -85,6 +86,14 @@ class StatsOptions:
     confidence: float = 0.95
     alpha: float = 0.05
     seed: int = 0
+    # The smallest |win rate - 50%| that earns a significance mark. Soft verdicts (logprob, ``average`` mode) of a
+    # judge that barely moves have almost no spread, so a CI can exclude 50% at 50.9%; a decisive judge cannot reach
+    # significance below one point on fewer than 9,604 questions (1.96 * 0.5 / sqrt(n) = 0.01), so this floor only
+    # ever removes marks that rest on a judge's low variance, not on a difference between the answers.
+    min_effect: float = 0.01
+    # Significance marks, best betas and gate decisions on comparisons whose judge failed its health check
+    # (evalsuite.report.health): off unless the user says they know better.
+    allow_unhealthy_judge: bool = False
 
     def to_json(self) -> Json:
         return asdict(self)
@@ -98,6 +107,9 @@ class StatsOptions:
             confidence=float(d.get("confidence", default.confidence)),
             alpha=float(d.get("alpha", default.alpha)),
             seed=_int(d, "seed", default.seed),
+            # files written before the floor existed had none: reading them must not add marks' conditions they lack
+            min_effect=float(d.get("min_effect", 0.0)),
+            allow_unhealthy_judge=bool(d.get("allow_unhealthy_judge", False)),
         )
 
 
@@ -118,6 +130,17 @@ class Health:
     @classmethod
     def of(cls, health: JudgeHealth) -> Health:
         return cls(**asdict(health))
+
+    @property
+    def n_decisive(self) -> int | None:
+        """Decisive (A or B) judgments: the denominator of ``first_position_win_share``."""
+        if self.tie_share is None:
+            return None
+        return round((self.n_judgments - self.n_errors) * (1.0 - self.tie_share))
+
+    def verdict(self) -> HealthVerdict:
+        """What these figures say about the judge (``evalsuite.report.health.judge_health_verdict``)."""
+        return judge_health_verdict(self.consistency, self.first_position_win_share, self.n_decisive)
 
     def to_json(self) -> Json:
         return asdict(self)
@@ -241,7 +264,7 @@ _COMPARISON_KEYS = (
     "model", "baseline", "n", "wins", "ties", "losses", "errors", "inconsistent", "win_rate", "ci_low", "ci_high",
     "ci_bca_low", "ci_bca_high", "se", "p_bootstrap", "p_bootstrap_bound", "p_sign", "lc_win_rate", "avg_length",
     "avg_length_baseline", "external_se", "alpaca_eval_lc_win_rate", "n_questions", "per_category", "per_turn", "turn_difference", "health", "items", "p_holm",
-    "p_holm_bound", "p_sign_holm", "significant", "diversity", "diagnosis",
+    "p_holm_bound", "p_sign_holm", "significant", "diversity", "diagnosis", "effect", "mde", "health_verdict",
 )
 
 
@@ -287,7 +310,18 @@ class Comparison:
     significant: bool = False
     diversity: float | None = None
     diagnosis: tuple[str, ...] = ()
+    # win rate - 50%, and the smallest such effect a decisive judge (no ties, item SD 0.5) detects with 80% power on
+    # this many questions at the run's alpha (evalsuite.stats.min_detectable_difference): the effect the design supports
+    effect: float | None = None
+    mde: float | None = None
+    # what the judge's health says about these verdicts (its own matches and the run as a whole, the worse of the two)
+    health_verdict: HealthVerdict = field(default_factory=HealthVerdict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def unreliable(self) -> bool:
+        """The judge failed its health check on this comparison: no conclusion (unless the user overrides it)."""
+        return self.health_verdict.unreliable
 
     def turn(self, turn: int) -> TurnResult | None:
         return next((t for t in self.per_turn if t.turn == turn), None)
@@ -307,7 +341,8 @@ class Comparison:
             "turn_difference": None if self.turn_difference is None else self.turn_difference.to_json(),
             "health": self.health.to_json(), "items": [i.to_json() for i in self.items], "p_holm": self.p_holm,
             "p_holm_bound": self.p_holm_bound, "p_sign_holm": self.p_sign_holm, "significant": self.significant,
-            "diversity": self.diversity, "diagnosis": list(self.diagnosis),
+            "diversity": self.diversity, "diagnosis": list(self.diagnosis), "effect": self.effect, "mde": self.mde,
+            "health_verdict": self.health_verdict.to_json(),
         }
         out.update(self.extra)
         return out
@@ -315,10 +350,13 @@ class Comparison:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Comparison:
         td = d.get("turn_difference")
+        health = Health.from_json(d.get("health") or {})
+        verdict = d.get("health_verdict")
+        win_rate = _opt_float(d, "win_rate")
         return cls(
             model=str(d["model"]), baseline=str(d.get("baseline", "")), n=_int(d, "n"), wins=_int(d, "wins"),
             ties=_int(d, "ties"), losses=_int(d, "losses"), errors=_int(d, "errors"), inconsistent=_int(d, "inconsistent"),
-            win_rate=_opt_float(d, "win_rate"), ci_low=_opt_float(d, "ci_low"), ci_high=_opt_float(d, "ci_high"),
+            win_rate=win_rate, ci_low=_opt_float(d, "ci_low"), ci_high=_opt_float(d, "ci_high"),
             ci_bca_low=_opt_float(d, "ci_bca_low"), ci_bca_high=_opt_float(d, "ci_bca_high"), se=_opt_float(d, "se"),
             p_bootstrap=_opt_float(d, "p_bootstrap"), p_bootstrap_bound=_p_bound(d, "p_bootstrap"),
             p_sign=_opt_float(d, "p_sign"), lc_win_rate=_opt_float(d, "lc_win_rate"),
@@ -328,11 +366,15 @@ class Comparison:
             per_category={str(k): CategoryResult.from_json(v) for k, v in (d.get("per_category") or {}).items()},
             per_turn=tuple(TurnResult.from_json(t) for t in d.get("per_turn") or []),
             turn_difference=None if td is None else TurnDifference.from_json(td),
-            health=Health.from_json(d.get("health") or {}),
+            health=health,
             items=tuple(Item.from_json(i) for i in d.get("items") or []),
             p_holm=_opt_float(d, "p_holm"), p_holm_bound=_p_bound(d, "p_holm"), p_sign_holm=_opt_float(d, "p_sign_holm"),
             significant=bool(d.get("significant", False)), diversity=_opt_float(d, "diversity"),
             diagnosis=tuple(str(x) for x in d.get("diagnosis") or []),
+            effect=_opt_float(d, "effect") if "effect" in d else (None if win_rate is None else round(win_rate - 0.5, 6)),
+            mde=_opt_float(d, "mde"),
+            # a file written before verdicts were stored: the verdict its own health figures give
+            health_verdict=health.verdict() if verdict is None else HealthVerdict.from_json(verdict),
             extra=_extra(d, _COMPARISON_KEYS),
         )
 
@@ -461,18 +503,25 @@ class Sweep:
     best: str
     best_beta: float
     vs_others: tuple[SweepOther, ...] = ()
+    # the highest-rate beta is "the best beta" only when it beats every other significantly and the judge is healthy
     best_significant: bool = False
+    judge_unreliable: bool = False
+
+    @property
+    def has_best(self) -> bool:
+        """Whether the sweep names a best beta (``best`` is otherwise only the highest win rate)."""
+        return self.best_significant and not self.judge_unreliable
 
     def to_json(self) -> Json:
         return {"variant": self.variant, "rows": [r.to_json() for r in self.rows], "best": self.best,
                 "best_beta": self.best_beta, "vs_others": [o.to_json() for o in self.vs_others],
-                "best_significant": self.best_significant}
+                "best_significant": self.best_significant, "judge_unreliable": self.judge_unreliable}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Sweep:
         return cls(str(d["variant"]), tuple(SweepRow.from_json(r) for r in d.get("rows") or []), str(d["best"]),
                    float(d["best_beta"]), tuple(SweepOther.from_json(o) for o in d.get("vs_others") or []),
-                   bool(d.get("best_significant", False)))
+                   bool(d.get("best_significant", False)), bool(d.get("judge_unreliable", False)))
 
 
 @dataclass(frozen=True)
@@ -645,7 +694,7 @@ class RunInfo:
 
 
 _RESULTS_KEYS = ("baseline", "candidates", "stats", "comparisons", "variant_pairs", "ratings", "sweeps", "health",
-                 "health_by_group", *_INFO_KEYS)
+                 "health_verdict", "health_by_group", *_INFO_KEYS)
 
 
 @dataclass(frozen=True)
@@ -660,6 +709,7 @@ class Results:
     ratings: tuple[Rating, ...] = ()
     sweeps: tuple[Sweep, ...] = ()
     health: Health = field(default_factory=Health)
+    health_verdict: HealthVerdict = field(default_factory=HealthVerdict)
     health_by_group: tuple[HealthGroup, ...] = ()
     info: RunInfo = field(default_factory=RunInfo)
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -681,6 +731,7 @@ class Results:
             "ratings": [r.to_json() for r in self.ratings],
             "sweeps": [s.to_json() for s in self.sweeps],
             "health": self.health.to_json(),
+            "health_verdict": self.health_verdict.to_json(),
             "health_by_group": [g.to_json() for g in self.health_by_group],
         }
         out.update(self.extra)
@@ -693,15 +744,23 @@ class Results:
     def from_json(cls, d: Mapping[str, Any]) -> Results:
         if not isinstance(d, Mapping) or "baseline" not in d:
             raise ValueError("not a results document: no 'baseline'")
+        health = Health.from_json(d.get("health") or {})
+        verdict = d.get("health_verdict")
+        run_verdict = health.verdict() if verdict is None else HealthVerdict.from_json(verdict)
+        comps = [Comparison.from_json(c) for c in d.get("comparisons") or []]
+        # a file written before verdicts were stored: a comparison is judged by the worse of its own and the run's
+        comps = [c if "health_verdict" in raw else replace(c, health_verdict=worst(c.health_verdict, run_verdict))
+                 for c, raw in zip(comps, d.get("comparisons") or [])]
         return cls(
             baseline=str(d["baseline"]),
             candidates=tuple(str(c) for c in d.get("candidates") or [c["model"] for c in d.get("comparisons") or []]),
             stats=StatsOptions.from_json(d.get("stats") or {}),
-            comparisons=tuple(Comparison.from_json(c) for c in d.get("comparisons") or []),
+            comparisons=tuple(comps),
             variant_pairs=tuple(VariantPair.from_json(p) for p in d.get("variant_pairs") or []),
             ratings=tuple(Rating.from_json(r) for r in d.get("ratings") or []),
             sweeps=tuple(Sweep.from_json(s) for s in d.get("sweeps") or []),
-            health=Health.from_json(d.get("health") or {}),
+            health=health,
+            health_verdict=run_verdict,
             health_by_group=tuple(HealthGroup.from_json(g) for g in d.get("health_by_group") or []),
             info=RunInfo.from_json(d),
             extra=_extra(d, _RESULTS_KEYS),
