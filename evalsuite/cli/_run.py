@@ -209,18 +209,21 @@ def print_summary(results: Results) -> None:
             "-" if d is None or d.p_value is None else format_p(d.p_value, d.p_value_bound, b),
         )
     health = Table(title="judge health (per judge, template and turn)")
-    for col in ("judge", "template", "turn", "judgments", "consistency", "1st-pos wins", "ties", "errors"):
-        health.add_column(col, justify="left" if col in ("judge", "template") else "right")
+    for col in ("judge", "template", "turn", "judgments", "consistency", "1st-pos wins", "ties", "errors", "verdict"):
+        health.add_column(col, justify="left" if col in ("judge", "template", "verdict") else "right")
     for g in results.health_by_group:
         h = g.health
         health.add_row(g.judge, g.template, str(g.turn), str(h.n_judgments), pct(h.consistency),
-                       pct(h.first_position_win_share), pct(h.tie_share), pct(h.error_share))
+                       pct(h.first_position_win_share), pct(h.tie_share), pct(h.error_share), h.verdict().status)
 
     # piped output (CI logs, files) gets a fixed width instead of rich's 80-column fallback
     console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     if results.health_by_group:
         console.print(health)
+    if results.health_verdict.unreliable:  # docs/judge-health.md
+        console.print(f"the judge failed its health check ({'; '.join(results.health_verdict.reasons)}): "
+                      "no conclusion from its verdicts (leaderboard marks them unreliable; gate fails on them)")
     usage = results.info.usage
     parts = []
     if usage is not None:
