@@ -306,3 +306,12 @@ def test_an_endpoint_model_with_a_new_revision_is_asked_again(tmp_path: Path) ->
         res = run_cli(*base, "--set", 'models.dpo.revision="2026-01"', "--set", 'judge.revision="v2"', cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         assert srv.stats()["by_model"] == {"judge": 4 * 2 * 2}  # a new judge revision re-asks only the judge
+
+
+def test_an_alias_is_fingerprinted_as_the_checkpoint_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalsuite.generate as generate_module
+
+    folder = _checkpoint(tmp_path / "converted")
+    monkeypatch.setattr(generate_module, "resolve_model_path", lambda name: str(folder) if name == "smollm2" else name)
+    identity = model_identity(ModelSpec("sft", backend="vllm", model="smollm2"))
+    assert identity["model"] == "smollm2" and identity["weights"] == weights_fingerprint(folder)

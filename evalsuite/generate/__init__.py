@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
 from evalsuite.config import ModelSpec
 from evalsuite.generate.identity import weights_fingerprint
+from evalsuite.models import resolve_model_path
 from evalsuite.records import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, Question
 from evalsuite.store import AnswerTurn, RunStore
 
@@ -32,29 +33,19 @@ class GenerationSummary:
 LOCAL_BACKENDS: frozenset[str] = frozenset({"hf", "vllm"})
 
 
-def local_model_path(model: str) -> str:
-    """The checkpoint a local backend loads for ``model``: an alias such as "smollm2" resolved, a path unchanged."""
-    import importlib.util
-
-    if importlib.util.find_spec("evalsuite.models") is None:  # pragma: no cover - only before evalsuite.models exists
-        return model
-    from evalsuite.models import resolve_model_path
-
-    return str(resolve_model_path(model))
-
-
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
     """What identifies the model behind a name, for cache keys: changing any of these invalidates stored calls.
 
     A local model (hf, vllm) adds a fingerprint of its weight, config and tokenizer files and of its adapter's
-    (:mod:`evalsuite.generate.identity`), so retraining into the same folder asks again. ``revision`` is added when
+    (:mod:`evalsuite.generate.identity`; an alias such as "smollm2" is resolved to its checkpoint first), so
+    retraining into the same folder asks again. ``revision`` is added when
     set, on any backend; an endpoint model without one keeps the key it always had.
     """
     identity: dict[str, Any] = {
         "backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter,
     }
     if spec.backend in LOCAL_BACKENDS:
-        identity["weights"] = weights_fingerprint(local_model_path(spec.model)) if spec.model else None
+        identity["weights"] = weights_fingerprint(resolve_model_path(spec.model)) if spec.model else None
         if spec.adapter:
             identity["adapter_weights"] = weights_fingerprint(spec.adapter)
     if spec.revision is not None:
