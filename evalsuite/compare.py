@@ -28,6 +28,7 @@ from evalsuite.report.results import (
     TokenUsage,
     TrainingFlag,
     Usage,
+    with_kept_sections,
     write_results,
 )
 from evalsuite.store import RunStore
@@ -132,6 +133,8 @@ def write_outputs(results: Results, run_dir: Path) -> tuple[Path, Path]:
     """Write ``results.json`` (atomically) and ``leaderboard.md`` into the run directory."""
     from evalsuite.report.markdown import render_markdown
 
+    # a section this run did not compute (sequential, calibration) stays as an earlier run wrote it
+    results = with_kept_sections(results, run_dir / RESULTS_FILE)
     rp = write_results(results, run_dir / RESULTS_FILE)
     lp = run_dir / LEADERBOARD_FILE
     lp.write_text(render_markdown(results), encoding="utf-8")

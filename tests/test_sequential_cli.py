@@ -66,7 +66,9 @@ def test_compare_sequential_stops_a_clear_winner_early_and_full_compare_judges_o
         assert full.returncode == 0, full.stderr
         assert srv.stats()["by_model"].get("judge", 0) == 2 * CALLS_PER_Q * N_Q - judge_calls
         results = json.loads((project / "run" / "results.json").read_text())
-        assert "sequential" not in results
+        # the full compare did not recompute the sequential decisions: it keeps them (issue 17)
+        assert results["sequential"]["candidates"] == seq["candidates"]
+        assert "Sequential judging" in (project / "run" / "leaderboard.md").read_text()
         assert all(c["n"] + c["errors"] == 2 * N_Q for c in results["comparisons"])
 
 

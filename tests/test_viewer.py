@@ -15,6 +15,7 @@ from evalsuite.compare import RESULTS_FILE
 from evalsuite.judge.swap import build_matches
 from evalsuite.records import Judgment, Question
 from evalsuite.report.html import VIEWER_FILE, build_viewer, embed_json, leaderboard_html, match_id, viewer_data, write_viewer
+from evalsuite.report.leaderboard import build_leaderboard
 from evalsuite.report.markdown import render_markdown
 from evalsuite.report.results import StatsOptions
 from evalsuite.report.build import build_results, orient_to
@@ -138,17 +139,27 @@ def test_match_ids_follow_the_documented_shape() -> None:
     assert match_id("a/b c", 1, 'x"<y>', "sft", "sft") == "qa_b_c-t1-x_y"
 
 
-def test_leaderboard_is_the_markdown_leaderboard_as_html(tmp_path: Path) -> None:
+def test_leaderboard_html_and_markdown_render_one_model(tmp_path: Path) -> None:
     results = make_run(tmp_path)
     md = render_markdown(results)
-    lb = leaderboard_html(md)
+    lb = leaderboard_html(build_leaderboard(results))
     page = build_viewer(results, {"matches": [], "judge": "judge", "mode": "strict"}, plots=False)
     assert lb in page and page.index(lb) < page.index('id="matches"')  # the leaderboard comes first
     md_rows = [line for line in md.splitlines() if line.startswith("|") and not line.startswith("| ---") and ":---" not in line]
     assert lb.count("<tr>") == len(md_rows)
-    for c in results.comparisons:  # the same figures, formatted by the markdown renderer
+    for c in results.comparisons:  # the same figures, formatted once in the model
         assert f"<td class=\"right\">{100 * (c.win_rate or 0.0):.1f}%</td>" in lb
         assert f"{c.wins}/{c.ties}/{c.losses}" in lb
+    # every section of the markdown is a section of the page, in the same order
+    md_sections = [line[3:] for line in md.splitlines() if line.startswith("## ")]
+    assert md_sections and re.findall(r"<summary><h2>([^<]*)</h2></summary>", lb) == md_sections
+
+
+def test_the_viewer_does_not_read_the_markdown_back() -> None:
+    import evalsuite.report.html as viewer_module
+
+    source = Path(viewer_module.__file__).read_text(encoding="utf-8")
+    assert "render_markdown" not in source and "splitlines" not in source
 
 
 def test_plots_are_inline_when_matplotlib_is_installed(tmp_path: Path) -> None:

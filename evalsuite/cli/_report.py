@@ -70,27 +70,24 @@ def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_r
              overrides: tuple[str, ...] = (), seed: int | None = None, quiet: bool = False) -> None:
     """CI gate on win rate: exit 0 when every check passes, 1 when one fails (a judge that failed its health check
     fails every check it judged), 2 on bad input."""""
-    from evalsuite.report.gate import GateOptions, run_gate
+    from evalsuite.report.gate import GateOptions, gate_markdown, run_gate
 
     if sequential:  # judge now, stopping each candidate once its decision is settled
         from evalsuite.cli._sequential import gate_sequential
 
         if against:
             raise InputError("--against compares finished runs", where="--sequential", fix="drop --against or --sequential")
-        passed = gate_sequential(run_dir, baseline, candidates, rule, min_win_rate, alpha, wave, config_path, overrides,
-                                 seed, quiet)
-        sys.exit(0 if passed else 1)
-
-    results = load_results(run_dir)
-    old = load_results(run_dir, path=against) if against else None
-    checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha,
-                                           allow_unhealthy_judge=allow_unhealthy_judge), old)
+        checks = gate_sequential(run_dir, baseline, candidates, rule, min_win_rate, alpha, wave, config_path, overrides,
+                                 seed, quiet, allow_unhealthy_judge)
+    else:
+        results = load_results(run_dir)
+        old = load_results(run_dir, path=against) if against else None
+        checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha,
+                                               allow_unhealthy_judge=allow_unhealthy_judge), old)
     for c in checks:
         click.echo(("PASS " if c.passed else "FAIL ") + c.message)
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path:
-        from evalsuite.report.gate import gate_markdown
-
+    if summary_path:  # the GitHub Actions job summary, for either kind of gate
         with open(summary_path, "a", encoding="utf-8") as fh:
             fh.write(gate_markdown(checks, rule, min_win_rate, alpha))
     sys.exit(0 if all(c.passed for c in checks) else 1)

@@ -8,6 +8,7 @@ import click
 
 if TYPE_CHECKING:
     from evalsuite.config import Config, ModelSpec
+    from evalsuite.report.gate import GateCheck
     from evalsuite.sequential import SequentialOptions, SequentialOutcome
 
 RULES = ["lower-bound", "not-worse", "point"]  # point is refused with an input error that names it
@@ -72,12 +73,15 @@ def run_sequential_cli(
 
 
 def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule: str, threshold: float, alpha: float,
-                    wave: int, config_path: str | None, overrides: Sequence[str], seed: int | None, quiet: bool) -> bool:
-    """``gate --sequential``: resolve the models from the project file, judge sequentially, print; True if all pass."""
+                    wave: int, config_path: str | None, overrides: Sequence[str], seed: int | None, quiet: bool,
+                    allow_unhealthy_judge: bool = False) -> list[GateCheck]:
+    """``gate --sequential``: resolve the models from the project file, judge sequentially; the gate's checks (a
+    candidate whose judge failed its health check fails unless ``allow_unhealthy_judge``)."""
     from dataclasses import replace
 
-    from evalsuite.cli._run import baseline_and_candidates, build_config
-    from evalsuite.sequential import SequentialOptions
+    from evalsuite.cli._run import baseline_and_candidates, build_config, progress_factory
+    from evalsuite.report.gate import sequential_checks
+    from evalsuite.sequential import SequentialOptions, run_sequential
 
     options = SequentialOptions(rule=rule, threshold=threshold, alpha=alpha, wave=wave)
     options.check()  # before anything is read or asked
@@ -85,6 +89,9 @@ def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule
     if seed is not None:
         config = replace(config, seed=seed)
     base, cands = baseline_and_candidates(config, baseline, candidates)
-    outcome = run_sequential_cli(config, base, cands, replace(options, seed=config.seed), quiet=quiet)
+    outcome = run_sequential(config, base, cands, replace(options, seed=config.seed), progress=progress_factory(quiet))
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
-    return outcome.run.passed
+    results = outcome.results
+    if results.sequential is None:  # the run's results always carry the section; a missing one is a bug, not a pass
+        raise RuntimeError("sequential judging wrote no sequential section")
+    return sequential_checks(results.sequential, results, allow_unhealthy_judge)

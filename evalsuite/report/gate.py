@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from evalsuite.errors import InputError
-from evalsuite.report.results import SWEEP_NAME, Comparison, Results
+from evalsuite.report.results import SWEEP_NAME, Comparison, Results, SequentialRun
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,34 @@ def _against(c: Comparison, old: Results, opts: GateOptions) -> GateCheck:
         + ("significant drop" if dropped else "no significant drop")
     )
     return GateCheck(name, not dropped, msg)
+
+
+def sequential_checks(run: SequentialRun, results: Results, allow_unhealthy_judge: bool = False) -> list[GateCheck]:
+    """The gate checks of a sequential run (``gate --sequential``): each candidate's decision, with the judge calls it
+    took and its confidence sequence at stopping; a candidate whose judge failed its health check fails, as in
+    ``run_gate``, unless ``allow_unhealthy_judge``."""
+    o = run.options
+    checks = []
+    for c in run.candidates:
+        how = "settled" if c.settled else "questions ran out"
+        if o.rule == "lower-bound":
+            bound = f"lower bound {'clears' if c.lower > o.threshold else 'does not clear'} {100 * o.threshold:.1f}%"
+        else:
+            bound = f"upper bound {'is below' if c.upper < o.threshold else 'reaches'} {100 * o.threshold:.1f}%"
+        message = (
+            f"{c.model} vs {results.baseline}: decided after {c.questions_used} of {c.questions_total} questions "
+            f"({c.calls_used} of {c.calls_full} judge calls, {100 * c.calls_saved:.0f}% saved; {how}); "
+            f"{100 * (1 - c.alpha):g}% confidence sequence [{100 * c.lower:.1f}%, {100 * c.upper:.1f}%]: {bound} "
+            f"(rule {o.rule})"
+        )
+        passed = c.decision == "pass"
+        comp = results.comparison(c.model)
+        if comp is not None and comp.unreliable and not allow_unhealthy_judge:
+            passed = False
+            message += (f"; the judge failed its health check ({'; '.join(comp.health_verdict.reasons)}): no "
+                        "conclusion (--allow-unhealthy-judge to gate on it anyway)")
+        checks.append(GateCheck(c.model, passed, message, c.mean, c.lower, c.upper))
+    return checks
 
 
 def gate_markdown(checks: Sequence[GateCheck], rule: str, threshold: float, alpha: float) -> str:

@@ -8,8 +8,9 @@ This module owns:
   head-to-head match between two candidates);
 - ``embed_json``: JSON that is safe inside a ``<script>`` element (``<``, ``>`` and ``&`` escaped, so model text can
   never close the block or open a comment);
-- ``leaderboard_html``: the markdown leaderboard (``render_markdown``) turned into HTML, so the viewer shows the same
-  figures as ``leaderboard.md`` without computing a statistic twice;
+- ``leaderboard_html``: the leaderboard model (``evalsuite.report.leaderboard.build_leaderboard``, the one
+  ``leaderboard.md`` is rendered from) as HTML, so the viewer shows the same figures without computing a statistic
+  twice or reading the markdown back;
 - ``build_viewer`` / ``write_viewer``: the page itself.
 
 The page opens from disk with no server and no network (a Content-Security-Policy forbids every fetch); plots are
@@ -29,8 +30,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evalsuite.errors import InputError
+from evalsuite.store.atomic import atomic_write_text
 from evalsuite.judge.swap import build_matches, match_error_reason
 from evalsuite.records import Judgment, Match
+from evalsuite.report.leaderboard import Block, Leaderboard, Note, Section, Table, build_leaderboard
 from evalsuite.report.results import Results
 from evalsuite.report.build import orient_to
 from evalsuite.store import DB_NAME, RunStore
@@ -206,13 +209,17 @@ def embed_json(value: Any) -> str:
     return text
 
 
-# --- leaderboard: the markdown's tables as HTML --------------------------------------------------------------------
+# --- leaderboard: evalsuite.report.leaderboard's model as HTML ----------------------------------------------------
 
 _INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
 
 
 def _inline(text: str) -> str:
-    """Escape ``text`` and render the two inline forms the leaderboard uses: ``code`` and **bold**."""
+    """Escape ``text`` and render the model's two inline forms, ``code`` and **bold**.
+
+    >>> _inline("`x<y>` & **b**")
+    '<code>x&lt;y&gt;</code> &amp; <strong>b</strong>'
+    """
     out: list[str] = []
     pos = 0
     for m in _INLINE.finditer(text):
@@ -223,89 +230,47 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split(" | ")]
+def _table_html(t: Table) -> str:
+    aligns = ["right" if a == "r" else "left" for a in t.align]
 
-
-def _table_html(lines: Sequence[str]) -> str:
-    header, sep, *body = lines
-    aligns = ["right" if c.strip().endswith(":") and not c.strip().startswith(":") else "left" for c in _cells(sep)]
-
-    def row(cells: list[str], tag: str) -> str:
+    def row(cells: Sequence[str], tag: str) -> str:
         return "<tr>" + "".join(
             f'<{tag} class="{aligns[i] if i < len(aligns) else "left"}">{_inline(c)}</{tag}>' for i, c in enumerate(cells)
         ) + "</tr>"
 
-    return (
-        '<div class="table-wrap"><table><thead>' + row(_cells(header), "th") + "</thead><tbody>"
-        + "".join(row(_cells(r), "td") for r in body) + "</tbody></table></div>"
-    )
+    return ('<div class="table-wrap"><table><thead>' + row(t.header, "th") + "</thead><tbody>"
+            + "".join(row(r, "td") for r in t.rows) + "</tbody></table></div>")
+
+
+def _block_html(block: Block) -> str:
+    if isinstance(block, Table):
+        return _table_html(block)
+    if isinstance(block, Note):
+        return f"<blockquote><strong>{html.escape(block.label)}.</strong> {_inline(block.text)}</blockquote>"
+    return f"<p>{_inline(block.text)}</p>"
 
 
 _OPEN_SECTION_ROWS = 15  # a leaderboard section with more table rows than this starts folded
 
 
-def leaderboard_html(markdown: str) -> str:
-    """The leaderboard markdown (``render_markdown``'s subset: headings, quotes, tables, paragraphs, rules) as HTML.
+def _section_html(section: Section) -> str:
+    """A section as a foldable ``<details>``, open unless its tables hold more than 15 rows (a sweep of many betas
+    has long variant-vs-variant tables; the matches below should stay one scroll away)."""
+    n_rows = sum(len(b.rows) for b in section.blocks if isinstance(b, Table))
+    opened = " open" if n_rows <= _OPEN_SECTION_ROWS else ""
+    return "\n".join([f'<details class="section"{opened}><summary><h2>{_inline(section.title)}</h2></summary>',
+                      *(_block_html(b) for b in section.blocks), "</details>"])
 
-    Each ``##`` section becomes a foldable ``<details>``, open unless its tables hold more than 15 rows (a sweep of
-    many betas has long variant-vs-variant tables; the matches below should stay one scroll away).
 
-    >>> leaderboard_html("## Tab\\n\\n| a | b |\\n| :--- | ---: |\\n| `x<y>` | 1 |")
-    '<details class="section" open><summary><h2>Tab</h2></summary>\\n<div class="table-wrap"><table><thead><tr><th class="left">a</th><th class="right">b</th></tr></thead><tbody><tr><td class="left"><code>x&lt;y&gt;</code></td><td class="right">1</td></tr></tbody></table></div>\\n</details>'
+def leaderboard_html(board: Leaderboard) -> str:
+    """The leaderboard (``build_leaderboard``'s model, the one ``leaderboard.md`` is written from) as HTML.
+
+    >>> from evalsuite.report.leaderboard import Table
+    >>> leaderboard_html(Leaderboard("T", (), (Section("Tab", (Table(("a", "b"), (("`x<y>`", "1"),), "lr"),)),), "f"))
+    '<h1>T</h1>\\n<details class="section" open><summary><h2>Tab</h2></summary>\\n<div class="table-wrap"><table><thead><tr><th class="left">a</th><th class="right">b</th></tr></thead><tbody><tr><td class="left"><code>x&lt;y&gt;</code></td><td class="right">1</td></tr></tbody></table></div>\\n</details>\\n<hr>\\n<p>f</p>'
     """
-    out: list[str] = []
-    section: list[str] | None = None  # blocks of the open ## section
-    section_rows = 0
-
-    def close_section() -> None:
-        nonlocal section, section_rows
-        if section is not None:
-            head, *body = section
-            opened = " open" if section_rows <= _OPEN_SECTION_ROWS else ""
-            out.append("\n".join([f'<details class="section"{opened}><summary>{head}</summary>', *body, "</details>"]))
-        section, section_rows = None, 0
-
-    def emit(block: str) -> None:
-        (section if section is not None else out).append(block)
-
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif line.startswith("|"):
-            j = i
-            while j < len(lines) and lines[j].startswith("|"):
-                j += 1
-            emit(_table_html(lines[i:j]))
-            section_rows += j - i - 2
-            i = j
-        elif line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 6)
-            heading = f"<h{level}>{_inline(line[level:].strip())}</h{level}>"
-            if level == 2:
-                close_section()
-                section = [heading]
-            else:
-                emit(heading)
-            i += 1
-        elif line.startswith(">"):
-            emit(f"<blockquote>{_inline(line.lstrip('> ').strip())}</blockquote>")
-            i += 1
-        elif line.strip() == "---":
-            close_section()  # the footer belongs to no section
-            out.append("<hr>")
-            i += 1
-        else:
-            j = i
-            while j < len(lines) and lines[j].strip() and not lines[j].startswith(("|", "#", ">")):
-                j += 1
-            emit("<p>" + _inline(" ".join(lines[i:j])) + "</p>")
-            i = j
-    close_section()
-    return "\n".join(out)
+    return "\n".join([f"<h1>{_inline(board.title)}</h1>", *(_block_html(b) for b in board.intro),
+                      *(_section_html(s) for s in board.sections), "<hr>", f"<p>{_inline(board.footer)}</p>"])
 
 
 def _plot_images(results: Results) -> list[tuple[str, str]]:
@@ -570,8 +535,6 @@ both answers, both orders' judge outputs and the reconciled result; each has a s
 def build_viewer(results: Results, data: Mapping[str, Any], *, plots: bool = True) -> str:
     """The page: the leaderboard of ``results`` (plots inline when ``plots`` and matplotlib allow), then the
     matches of ``data`` (from ``viewer_data``)."""
-    from evalsuite.report.markdown import render_markdown
-
     images = _plot_images(results) if plots else []
     plots_html = ""
     if images:
@@ -589,7 +552,7 @@ def build_viewer(results: Results, data: Mapping[str, Any], *, plots: bool = Tru
         csp=_CSP,
         title=html.escape(f"evalsuite viewer: candidates vs {results.baseline}"),
         css=_CSS,
-        leaderboard=leaderboard_html(render_markdown(results)),
+        leaderboard=leaderboard_html(build_leaderboard(results)),
         plots=plots_html,
         summary=html.escape(summary),
         data=embed_json(data),
@@ -607,8 +570,4 @@ def write_viewer(run_dir: str | Path, results: Results, out: str | Path | None =
         data = viewer_data(store, results)
     page = build_viewer(results, data, plots=plots)
     path = Path(out) if out is not None else run_dir / VIEWER_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, page)

@@ -632,6 +632,156 @@ class JudgingRecord:
                    _int(d, "skipped_missing"))
 
 
+# --- sections added by other workflows (sequential judging, human calibration) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class SequentialSettings:
+    """The settings of a sequential run as written: the gate rule settled, its threshold, the family-wise alpha, the
+    wave size, the seed of the question order and the betting strategy of the confidence sequences."""
+
+    rule: str = "lower-bound"
+    threshold: float = 0.5
+    alpha: float = 0.05
+    wave: int = 8
+    seed: int = 0
+    betting: str = "dkelly"  # what a file without the key was written with (evalsuite.stats' default then)
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SequentialSettings:
+        default = cls()
+        return cls(str(d.get("rule", default.rule)), float(d.get("threshold", default.threshold)),
+                   float(d.get("alpha", default.alpha)), _int(d, "wave", default.wave), _int(d, "seed", default.seed),
+                   str(d.get("betting", default.betting)))
+
+
+@dataclass(frozen=True)
+class WaveLook:
+    """A candidate's sequence after a wave: questions scored so far, their mean and the bounds."""
+
+    questions: int
+    mean: float | None
+    lower: float
+    upper: float
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> WaveLook:
+        return cls(_int(d, "questions"), _opt_float(d, "mean"), float(d["lower"]), float(d["upper"]))
+
+
+@dataclass(frozen=True)
+class CandidateSequence:
+    """One candidate's sequential decision: how many questions and judge calls it took, and the sequence then."""
+
+    model: str
+    decision: str  # pass | fail
+    settled: bool  # the sequence settled it (False: the questions ran out and the rule's default applied)
+    questions_used: int
+    questions_total: int
+    calls_used: int
+    calls_full: int
+    alpha: float  # this candidate's level: the family's alpha / K
+    mean: float | None
+    lower: float
+    upper: float
+    history: tuple[WaveLook, ...] = ()
+
+    @property
+    def calls_saved(self) -> float:
+        return 1.0 - self.calls_used / self.calls_full if self.calls_full else 0.0
+
+    def to_json(self) -> Json:
+        out = {k: v for k, v in asdict(self).items() if k != "history"}
+        out["history"] = [h.to_json() for h in self.history]
+        out["calls_saved"] = round(self.calls_saved, 6)
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CandidateSequence:
+        return cls(
+            model=str(d["model"]), decision=str(d["decision"]), settled=bool(d.get("settled", False)),
+            questions_used=_int(d, "questions_used"), questions_total=_int(d, "questions_total"),
+            calls_used=_int(d, "calls_used"), calls_full=_int(d, "calls_full"), alpha=float(d["alpha"]),
+            mean=_opt_float(d, "mean"), lower=float(d["lower"]), upper=float(d["upper"]),
+            history=tuple(WaveLook.from_json(h) for h in d.get("history") or []),
+        )
+
+
+@dataclass(frozen=True)
+class SequentialRun:
+    """The ``sequential`` section: the settings, the question order and each candidate's decision
+    (``compare --sequential`` / ``gate --sequential``)."""
+
+    options: SequentialSettings
+    order: tuple[str, ...]
+    candidates: tuple[CandidateSequence, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.decision == "pass" for c in self.candidates)
+
+    def to_json(self) -> Json:
+        return {**self.options.to_json(), "order": list(self.order), "candidates": [c.to_json() for c in self.candidates]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SequentialRun:
+        return cls(SequentialSettings.from_json(d), tuple(str(q) for q in d.get("order") or ()),
+                   tuple(CandidateSequence.from_json(c) for c in d.get("candidates") or []))
+
+
+@dataclass(frozen=True)
+class CalibratedRate:
+    """A win rate with its CI; ``n`` counts the items it rests on, ``n_questions`` the questions (resampling unit;
+    None where the writer did not record it)."""
+
+    win_rate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_questions: int | None = None
+
+    def to_json(self) -> Json:
+        out: Json = {"win_rate": self.win_rate, "ci_low": self.ci_low, "ci_high": self.ci_high, "n": self.n}
+        if self.n_questions is not None:
+            out["n_questions"] = self.n_questions
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CalibratedRate:
+        nq = d.get("n_questions")
+        return cls(float(d["win_rate"]), float(d["ci_low"]), float(d["ci_high"]), _int(d, "n"),
+                   None if nq is None else int(nq))
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One model pair of the ``calibration`` section (``evalsuite calibrate``): the win rate of ``model`` against
+    ``opponent`` by the judge, by humans, and prediction-powered (PPI++, weight ``lam``)."""
+
+    model: str
+    opponent: str
+    judge: CalibratedRate
+    human: CalibratedRate
+    ppi: CalibratedRate
+    lam: float
+
+    def to_json(self) -> Json:
+        return {"model": self.model, "opponent": self.opponent, "judge": self.judge.to_json(),
+                "human": self.human.to_json(), "ppi": self.ppi.to_json(), "ppi_lambda": self.lam}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> CalibrationRow:
+        return cls(str(d["model"]), str(d["opponent"]), CalibratedRate.from_json(d["judge"]),
+                   CalibratedRate.from_json(d["human"]), CalibratedRate.from_json(d["ppi"]),
+                   float(d.get("ppi_lambda", 0.0)))
+
+
 _INFO_KEYS = ("evalsuite_version", "created", "run_dir", "benchmark", "judge", "templates", "mode", "pairs", "training",
               "usage", "note", "generation", "judging")
 
@@ -693,8 +843,10 @@ class RunInfo:
         )
 
 
+# sections a workflow other than compare adds; a later compare that does not recompute them keeps them
+KEPT_SECTIONS = ("sequential", "calibration")
 _RESULTS_KEYS = ("baseline", "candidates", "stats", "comparisons", "variant_pairs", "ratings", "sweeps", "health",
-                 "health_verdict", "health_by_group", *_INFO_KEYS)
+                 "health_verdict", "health_by_group", *KEPT_SECTIONS, *_INFO_KEYS)
 
 
 @dataclass(frozen=True)
@@ -712,7 +864,22 @@ class Results:
     health_verdict: HealthVerdict = field(default_factory=HealthVerdict)
     health_by_group: tuple[HealthGroup, ...] = ()
     info: RunInfo = field(default_factory=RunInfo)
+    sequential: SequentialRun | None = None
+    calibration: tuple[CalibrationRow, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A section handed over as JSON under its key in ``extra`` (how workflows attached it before the sections
+        # were typed) is read into its typed field, so there is one copy of it and every renderer sees it.
+        if not any(k in self.extra for k in KEPT_SECTIONS):
+            return
+        extra = dict(self.extra)
+        seq, cal = extra.pop("sequential", None), extra.pop("calibration", None)
+        if self.sequential is None and isinstance(seq, Mapping):
+            object.__setattr__(self, "sequential", SequentialRun.from_json(seq))
+        if not self.calibration and isinstance(cal, list):
+            object.__setattr__(self, "calibration", tuple(CalibrationRow.from_json(r) for r in cal))
+        object.__setattr__(self, "extra", extra)
 
     def comparison(self, model: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.model == model), None)
@@ -734,8 +901,22 @@ class Results:
             "health_verdict": self.health_verdict.to_json(),
             "health_by_group": [g.to_json() for g in self.health_by_group],
         }
+        if self.sequential is not None:
+            out["sequential"] = self.sequential.to_json()
+        if self.calibration:
+            out["calibration"] = [r.to_json() for r in self.calibration]
         out.update(self.extra)
         return out
+
+    def keeping_sections_of(self, previous: Results) -> Results:
+        """These results with the sections of ``previous`` that they lack (sequential, calibration, and keys this
+        release does not know), so rewriting results.json after a plain ``compare`` loses nothing it did not
+        recompute."""
+        if previous.baseline != self.baseline:  # its sections compared other pairs: nothing to keep
+            return self
+        extra = {**{k: v for k, v in previous.extra.items() if k not in self.extra}, **self.extra}
+        return replace(self, sequential=self.sequential or previous.sequential,
+                       calibration=self.calibration or previous.calibration, extra=extra)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -763,6 +944,8 @@ class Results:
             health_verdict=run_verdict,
             health_by_group=tuple(HealthGroup.from_json(g) for g in d.get("health_by_group") or []),
             info=RunInfo.from_json(d),
+            sequential=None if d.get("sequential") is None else SequentialRun.from_json(d["sequential"]),
+            calibration=tuple(CalibrationRow.from_json(r) for r in d.get("calibration") or []),
             extra=_extra(d, _RESULTS_KEYS),
         )
 
@@ -787,8 +970,18 @@ def load_results(path: str | Path) -> Results:
 
 def write_results(results: Results, path: Path) -> Path:
     """Write ``results.json`` atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(results.dumps(), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from evalsuite.store.atomic import atomic_write_text
+
+    return atomic_write_text(path, results.dumps())
+
+
+def with_kept_sections(results: Results, path: Path) -> Results:
+    """``results`` with the sections of the results.json at ``path`` that it lacks (``Results.keeping_sections_of``):
+    what a workflow writes in place of an earlier results document. An unreadable or absent file keeps nothing."""
+    if not path.is_file():
+        return results
+    try:
+        previous = load_results(path)
+    except InputError:
+        return results  # a broken file is overwritten, as before: there is nothing in it to keep
+    return results.keeping_sections_of(previous)
