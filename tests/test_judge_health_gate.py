@@ -23,6 +23,7 @@ from evalsuite.report.gate import GateOptions, run_gate
 from evalsuite.report.health import HealthVerdict, judge_health_verdict
 from evalsuite.report.markdown import render_markdown
 from evalsuite.report.results import Results, StatsOptions
+from evalsuite.report.tables import results_csv
 
 N_QUESTIONS = 32
 
@@ -103,6 +104,8 @@ def test_the_health_verdict_travels_in_results_json() -> None:
     assert data["health_verdict"]["status"] == "unreliable"
     assert data["comparisons"][0]["health_verdict"]["status"] == "unreliable"
     assert Results.from_json(data) == res
+    csv_header, csv_row = results_csv(res).splitlines()
+    assert csv_header.endswith(",effect,mde,judge_health") and csv_row.endswith(",unreliable")
     # a file written before verdicts were stored gets the verdict its health figures give
     for c in data["comparisons"]:
         del c["health_verdict"]

@@ -14,6 +14,7 @@ CSV_COLUMNS = (
     "lc_win_rate", "avg_length", "external_se", "alpaca_eval_lc_win_rate", "bt_rating", "bt_ci_low", "bt_ci_high", "bt_rank",
     "turn1_win_rate", "turn1_ci_low", "turn1_ci_high", "turn2_win_rate", "turn2_ci_low", "turn2_ci_high",
     "turn_diff", "turn_diff_ci_low", "turn_diff_ci_high", "turn_diff_p", "turn_diff_p_bound",
+    "effect", "mde", "judge_health",
 )
 
 
@@ -29,6 +30,7 @@ def _row(c: Comparison, r: Rating | None) -> list[Any]:
         None if t2 is None else t2.win_rate, None if t2 is None else t2.ci_low, None if t2 is None else t2.ci_high,
         None if d is None else d.diff, None if d is None else d.ci_low, None if d is None else d.ci_high,
         None if d is None else d.p_value, None if d is None else d.p_value_bound,
+        c.effect, c.mde, c.health_verdict.status,
     ]
 
 
