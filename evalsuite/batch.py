@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Callable, Final, Literal, Mapping, Protoc
 
 from evalsuite.backends._base import ChatRequest, ChatResult, OnDone, Progress
 from evalsuite.errors import InputError
+from evalsuite.store.atomic import atomic_write_text
+from evalsuite.store.names import path_inside, safe_file_name
 from evalsuite.store import BatchRecord, RunStore
 
 if TYPE_CHECKING:
@@ -499,11 +501,10 @@ def _note(options: BatchOptions, message: str) -> None:
 def _write_input(run_dir: Path, target: str, lines: Sequence[str]) -> tuple[Path, str]:
     text = "".join(line + "\n" for line in lines)
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target)[:60] or "calls"
-    path = _runner_dir(run_dir) / f"{time.strftime('%Y%m%dT%H%M%S')}-{safe}-{sha[:10]}.jsonl"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # the target (a model or judge name) is data: a safe file name, and a path checked to stay in the batch folder
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{safe_file_name(target or 'calls')}-{sha[:10]}.jsonl"
+    path = path_inside(_runner_dir(run_dir), name)
+    atomic_write_text(path, text)
     return path, sha
 
 

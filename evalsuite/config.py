@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 from evalsuite.bench import BenchSpec
 from evalsuite.errors import InputError
+from evalsuite.store.names import check_model_name
 from evalsuite.schema import KeySpec, TypeMismatch, check_value, key, key_factory, keys_of, toml_value
 
 DEFAULT_CONFIG = "evalsuite.toml"
@@ -351,6 +352,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     checkpoints = CheckpointOptions(**{k: train_values.pop(k) for k in list(train_values)
                                        if k in {f.name for f in fields(CheckpointOptions)}})
     iterate = IterateOptions(**_check_table(raw.get("iterate", {}), _table_keys("iterate"), "iterate", origins))
+    check_model_name(iterate.baseline, origins.of("iterate", "baseline"), fix="name the baseline model plainly")
     return Config(
         path=cfg_path,
         bench=bench,
@@ -385,6 +387,7 @@ def model_spec(name: str, table: Any, *, where: str = "config") -> ModelSpec:
 
 
 def _model_spec(name: str, table: Any, origins: _Origins) -> ModelSpec:
+    check_model_name(name, origins.of("models", name), fix=f"rename [models.{name}] to a plain name like sft or dpo-b0.1")
     values = _check_table(table, {k.name: k for k in model_keys()}, f"models.{name}", origins)
     return _model_from_values(name, values)
 

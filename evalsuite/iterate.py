@@ -21,8 +21,6 @@ was in: finished calls are not asked again, a finished round is not trained agai
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 from evalsuite.config import Config, IterateOptions, ModelSpec, resolve_models
 from evalsuite.errors import InputError
+from evalsuite.store.atomic import atomic_write_text
 
 STEPS: tuple[str, ...] = ("label", "train", "compare", "done")
 STATE_FILE = "state.json"
@@ -118,16 +117,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Atomic: a kill mid-write leaves the previous state, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(state, indent=2) + "\n")
 
 
 class RoundError(InputError):

@@ -22,8 +22,6 @@ to the run store as it lands: a killed ``label`` re-run asks only what is missin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -34,6 +32,7 @@ from evalsuite.config import ModelSpec
 from evalsuite.errors import InputError
 from evalsuite.jsonl import iter_jsonl
 from evalsuite.records import Judgment, Match, ParsedVerdict, Question
+from evalsuite.store.atomic import atomic_write_text
 from evalsuite.trainers._data import PreferencePair
 from evalsuite.trainers.data_check import LENGTH_BIAS_RATIO, MAX_WORDS, MIN_WORDS, check_preferences, near_identical
 
@@ -368,16 +367,7 @@ class LabelReport:
 
 
 def _write_jsonl_atomic(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _matches_by_prompt(judgments: Sequence[Judgment], prompts: Sequence[Question],

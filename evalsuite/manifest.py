@@ -15,8 +15,6 @@ to another machine as a whole.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +23,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalsuite.errors import InputError
+from evalsuite.store.atomic import atomic_write_text
+from evalsuite.store.names import check_model_name
 
 MANIFEST_VERSION = 1
 DEFAULT_MANIFEST_NAME = "manifest.json"
@@ -111,13 +111,16 @@ def read_manifest(path: str | Path) -> list[CheckpointEntry]:
         try:
             if not isinstance(item, dict):
                 raise ValueError("entry is not an object")
-            entries.append(CheckpointEntry.from_dict(item))
+            entry = CheckpointEntry.from_dict(item)
         except (TypeError, ValueError) as exc:
             raise InputError(
                 f"checkpoint entry {number} is malformed ({exc})",
                 where=str(manifest),
                 fix="each entry needs at least name, variant and path",
             ) from exc
+        # a shared checkpoint folder's names are data: they become model names in runs and exports
+        check_model_name(entry.name, f"{manifest} entry {number}", fix="rename the checkpoint in the manifest")
+        entries.append(entry)
     return entries
 
 
@@ -168,16 +171,8 @@ def upsert_entry(path: str | Path, entry: CheckpointEntry) -> None:
         entries = [e for e in read_manifest(manifest) if e.name != stored.name]
         entries.append(stored)
         payload = {"version": MANIFEST_VERSION, "checkpoints": [e.to_dict() for e in entries]}
-        # A crash mid-write must never leave a half-written manifest: write a sibling temp file, then rename.
-        fd, tmp = tempfile.mkstemp(prefix=manifest.name + ".", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, indent=2, sort_keys=False)
-                handle.write("\n")
-            os.replace(tmp, manifest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # A crash mid-write must never leave a half-written manifest.
+        atomic_write_text(manifest, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def expand_name(entries: Sequence[CheckpointEntry], name: str) -> list[CheckpointEntry]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.errors import InputError
 from evalsuite.records import Answer, Match, Question
 
+from evalsuite.store.names import check_model_name
 
 if TYPE_CHECKING:
     from evalsuite.stats import AlpacaEvalLC, GamedBaselineRows
@@ -107,6 +108,8 @@ def _to_match(record: Any, index: int, file: str) -> Match:
     candidate, baseline = record["generator_2"], record["generator_1"]
     if not isinstance(candidate, str) or not isinstance(baseline, str):
         raise InputError("generator_1 and generator_2 must be model names (strings)", where=where)
+    check_model_name(candidate, where, fix="rename generator_2 in the file")
+    check_model_name(baseline, where, fix="rename generator_1 in the file")
     score = _score(record["preference"], where)
     return Match(
         question_id=f"ae-{index}",
@@ -331,6 +334,7 @@ def read_alpaca_eval_outputs(path: str | Path, model: str | None = None) -> list
         name = model or record.get("generator")
         if not isinstance(name, str) or not name:
             raise InputError("no generator (the model's name)", where=where, fix="pass --model NAME")
+        check_model_name(name, where)
         answers.append(Answer(model=name, question_id=instruction_id(record["instruction"]), turns=(output,),
                               backend="import", settings={"source": str(path), "format": "alpaca-eval"}))
     if not answers:

@@ -14,6 +14,7 @@ from typing import Any
 from evalsuite.errors import InputError
 from evalsuite.jsonl import iter_jsonl
 from evalsuite.records import Answer
+from evalsuite.store.names import check_model_name
 
 Reader = Callable[[str | Path, str | None], list[Answer]]
 
@@ -103,6 +104,8 @@ def read_answers(path: str | Path, model: str | None = None, fmt: str | None = N
     """Answers of a file in any format of ``ANSWER_FORMATS`` (detected unless ``fmt`` names one)."""
     if fmt is not None and fmt not in ANSWER_FORMATS:
         raise InputError(f"unknown answer format {fmt!r}", fix=f"use one of {', '.join(ANSWER_FORMATS)}")
+    if model is not None:
+        check_model_name(model, "--model", fix="choose a name without path separators or control characters")
     chosen = ANSWER_FORMATS[fmt] if fmt else detect_answer_format(path)
     return ImportedAnswers(str(path), chosen.name, chosen.read(path, model))
 

@@ -13,6 +13,7 @@ from typing import Any
 from evalsuite.errors import InputError
 from evalsuite.jsonl import iter_json_lines
 from evalsuite.records import Answer
+from evalsuite.store.names import check_model_name
 
 _SHAPE = "Arena-Hard answers are {uid, ans_id, model, messages: [{role, content}]}"
 
@@ -48,7 +49,7 @@ def read_arena_hard_answers(path: str | Path, model: str | None = None) -> list[
         name = model or obj.get("model") or obj.get("model_id")
         if not name:
             raise InputError("no model in the record", where=where, fix="pass --model NAME")
-        out.append(Answer(model=str(name), question_id=str(qid), turns=tuple(turns), backend="import",
+        out.append(Answer(model=check_model_name(str(name), where), question_id=str(qid), turns=tuple(turns), backend="import",
                           settings={"source": str(path), "format": "arena-hard"}))
     if not out:
         raise InputError("no answers", where=str(path), fix="the file has no records")

@@ -4,6 +4,9 @@
   judged pairs (``g1_user_prompt`` / ``g2_user_prompt`` re-rendered from each judgment's template);
 - ``alpaca-eval``: ``<model>/model_outputs.json`` per model (first turns; AlpacaEval is one turn).
 
+A name becomes a file name through :func:`~evalsuite.store.names.safe_file_name` (a hub id's ``/`` does not make a
+folder), and every path is checked to stay inside ``out_dir`` before it is written, whatever the run store holds.
+
 To add a format: a function ``(store, out_dir) -> list[ExportedFile]`` in ``EXPORT_FORMATS``.
 """
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from evalsuite.errors import InputError
 from evalsuite.store import DB_NAME, RunStore
+from evalsuite.store.names import path_inside, safe_file_name
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,14 @@ def export_fastchat(store: RunStore, out_dir: Path) -> list[ExportedFile]:
     answers = {model: store.answers(model) for model in store.models()}
     questions = store.questions()
     for model, by_question in answers.items():
-        p = out_dir / "model_answer" / f"{model}.jsonl"
+        p = path_inside(out_dir, Path("model_answer") / f"{safe_file_name(model)}.jsonl")
         written.append(ExportedFile(p, write_fastchat_answers(by_question.values(), p), "answers"))
     for judge in store.judges():
         pairwise = store.judgments(judge)
         if not pairwise:
             continue  # a judge that only graded single answers has no pair file
         recs = pair_records(pairwise, lambda j: rendered_user_prompt(j, questions, answers))
-        p = out_dir / "model_judgment" / f"{judge.replace('/', '_')}_pair.jsonl"
+        p = path_inside(out_dir, Path("model_judgment") / f"{safe_file_name(judge)}_pair.jsonl")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
         written.append(ExportedFile(p, len(recs), "pair records"))
@@ -53,7 +57,7 @@ def export_alpaca_eval(store: RunStore, out_dir: Path) -> list[ExportedFile]:
     questions = store.questions()
     written = []
     for model in store.models():
-        p = out_dir / model.replace("/", "_") / "model_outputs.json"
+        p = path_inside(out_dir, Path(safe_file_name(model)) / "model_outputs.json")
         written.append(ExportedFile(p, write_alpaca_eval_outputs(store.answers(model).values(), questions, p), "answers"))
     return written
 

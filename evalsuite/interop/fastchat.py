@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 from evalsuite.jsonl import iter_jsonl
 from evalsuite.errors import InputError
 from evalsuite.records import Answer, Judgment, Verdict
+from evalsuite.store.names import check_judge_name, check_model_name, check_template_name
 
 
 def _qid_out(qid: str) -> int | str:
@@ -42,7 +43,8 @@ def read_fastchat_answers(path: str | Path, model: str | None = None) -> list[An
         name = model or obj.get("model_id")
         if not name:
             raise InputError("no model_id in the record", where=where, fix="pass --model NAME")
-        out.append(Answer(model=str(name), question_id=qid, turns=tuple(turns), backend="import",
+        name = check_model_name(str(name), where)
+        out.append(Answer(model=name, question_id=qid, turns=tuple(turns), backend="import",
                           settings={"source": str(path), "format": "fastchat"}))
     if not out:
         raise InputError("no answers", where=str(path), fix="the file has no records")
@@ -125,6 +127,10 @@ def read_fastchat_pair_judgments(path: str | Path) -> list[Judgment]:
             raise InputError(f"unknown winner {w1!r}/{w2!r}", where=where, fix="winners are model_1, model_2, tie or error")
         judge = obj.get("judge", ["imported"])
         judge_name, template = (judge[0], judge[1] if len(judge) > 1 else "imported") if isinstance(judge, list) else (str(judge), "imported")
+        check_model_name(m1, where)
+        check_model_name(m2, where)
+        check_judge_name(str(judge_name), where)
+        check_template_name(str(template), where)
         for (a, b), verdict, raw in (((m1, m2), back1[w1], obj.get("g1_judgment", "")), ((m2, m1), back2[w2], obj.get("g2_judgment", ""))):
             v: Verdict = verdict  # type: ignore[assignment]
             out.append(

@@ -9,11 +9,21 @@ from typing import Any, Sequence
 from evalsuite.errors import InputError
 from evalsuite.jsonl import read_json_records
 from evalsuite.stats import Vote
+from evalsuite.store.names import check_judge_name, check_model_name
 
 
 def _judge_name(judge: Any) -> str:
     # MT-Bench's human file has strings ("author_0"); FastChat's judgment files have [model, template] lists
     return "/".join(map(str, judge)) if isinstance(judge, list) else str(judge)
+
+
+def _checked(vote: Vote, where: str) -> Vote:
+    """The vote, once its model and judge names pass the name rules (names from files are untrusted)."""
+    check_model_name(vote.model_a, where, fix="rename the model in the file")
+    check_model_name(vote.model_b, where, fix="rename the model in the file")
+    if vote.judge:
+        check_judge_name(vote.judge, where, fix="rename the judge in the file")
+    return vote
 
 
 def read_votes(source: str | Path) -> list[Vote]:
@@ -29,12 +39,14 @@ def read_votes(source: str | Path) -> list[Vote]:
             if winner == "error":
                 continue
             winner = {"model_1": "model_a", "model_2": "model_b"}.get(winner, winner)
-            votes.append(Vote(str(r["question_id"]), int(r.get("turn", 1)), r["model_1"], r["model_2"], winner, _judge_name(r.get("judge", ""))))
+            votes.append(_checked(Vote(str(r["question_id"]), int(r.get("turn", 1)), str(r["model_1"]), str(r["model_2"]),
+                                       winner, _judge_name(r.get("judge", ""))), where))
             continue
         try:
-            votes.append(Vote(str(r["question_id"]), int(r.get("turn", 1)), str(r["model_a"]), str(r["model_b"]), str(r["winner"]), _judge_name(r.get("judge", ""))))
+            vote = Vote(str(r["question_id"]), int(r.get("turn", 1)), str(r["model_a"]), str(r["model_b"]), str(r["winner"]), _judge_name(r.get("judge", "")))
         except KeyError as exc:
             raise InputError(f"missing field {exc}", where=where, fix="votes need question_id, model_a, model_b, winner, judge, turn") from None
+        votes.append(_checked(vote, where))
     return votes
 
 
