@@ -170,3 +170,31 @@ def test_verdict_thresholds() -> None:
     assert judge_health_verdict(0.9, 0.91, n_decisive=9).status == "ok"
     assert judge_health_verdict(0.9, 0.09).status == "unreliable"
     assert HealthVerdict.from_json(HealthVerdict("weak", ("x",)).to_json()) == HealthVerdict("weak", ("x",))
+
+
+def test_compare_over_an_api_marks_a_slot_judge_unreliable_unless_told_otherwise(tmp_path: Path) -> None:
+    from conftest import write_config, write_questions
+
+    from evalsuite.testing.fake_server import FakeOpenAIServer
+
+    strengths = {"sft": 0.0, "dpo": 2.0}
+    write_questions(tmp_path / "questions.jsonl", n=12)
+    # position bias 8 on the logit: the judge names slot A whatever the answers (P(A) > 0.99 even against dpo)
+    with FakeOpenAIServer(strengths=strengths, position_bias=8.0) as srv:
+        cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, strengths, tmp_path / "questions.jsonl")
+        args = ("compare", "sft", "dpo", "--config", str(cfg), "--quiet", "--resamples", "500", "--no-viewer")
+        plain = run_cli(*args, "--run-dir", "plain", cwd=tmp_path)
+        allowed = run_cli(*args, "--run-dir", "allowed", "--allow-unhealthy-judge", cwd=tmp_path)
+    assert plain.returncode == 0 and allowed.returncode == 0, plain.stderr + allowed.stderr
+    assert "the judge failed its health check" in plain.stdout
+    res = json.loads((tmp_path / "plain" / "results.json").read_text())
+    assert res["health_verdict"]["status"] == "unreliable" and not res["stats"]["allow_unhealthy_judge"]
+    def dpo_row(run: str) -> str:
+        board = (tmp_path / run / "leaderboard.md").read_text()
+        return next(line for line in board.splitlines() if line.startswith("| ") and "| `dpo` |" in line)
+
+    assert "| unreliable |" in dpo_row("plain")
+    res = json.loads((tmp_path / "allowed" / "results.json").read_text())
+    assert res["stats"]["allow_unhealthy_judge"] and res["health_verdict"]["status"] == "unreliable"
+    assert "| unreliable |" not in dpo_row("allowed")
+    assert "shown anyway" in (tmp_path / "allowed" / "leaderboard.md").read_text()

@@ -139,11 +139,14 @@ def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
 @batch_options
 @compare_sequential_options
 @click.option("--no-viewer", is_flag=True, help="Do not write viewer.html (every judgment, as one HTML page) beside leaderboard.md.")
+@click.option("--allow-unhealthy-judge", is_flag=True,
+              help="Keep significance marks and the best beta when the judge fails its health check (docs/judge-health.md).")
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
                 template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
                 quiet: bool, batch: bool, batch_retry: str, batch_poll: float, sequential: bool = False, wave: int = 8,
-                rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05, no_viewer: bool = False) -> None:
+                rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05, no_viewer: bool = False,
+                allow_unhealthy_judge: bool = False) -> None:
     """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
 
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
@@ -158,7 +161,8 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
         config = replace(config, seed=seed)
     base, cands = baseline_and_candidates(config, baseline, candidates)
     backends = batch_backends(config, True, [base, *cands], batch, batch_retry, batch_poll)
-    stats_options = StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed)
+    stats_options = StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed,
+                                 allow_unhealthy_judge=allow_unhealthy_judge)
     if sequential:  # judge in waves, stop each candidate once its gate decision is settled
         from evalsuite.cli._sequential import run_sequential_cli
         from evalsuite.sequential import SequentialOptions
