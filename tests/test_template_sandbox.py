@@ -55,7 +55,9 @@ def test_an_attack_hidden_behind_a_condition_is_refused_at_render_and_runs_nothi
     assert res.returncode == 2, res.stderr
     assert not (tmp_path / "PWNED").exists()
     assert "judge" not in by_model  # answers were generated, but no judge call was made with the template
-    assert len(res.stderr.strip().splitlines()) == 1 and str(evil) in res.stderr and "sandbox" in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("evalsuite: error: ")]
+    assert len(errors) == 1 and str(evil) in errors[0] and "sandbox" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
 
 
 @pytest.mark.parametrize(
