@@ -122,3 +122,12 @@ def test_a_fastchat_record_inserts_plain_fields_only(tmp_path: Path, prompt: str
     path.write_text(json.dumps(record) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=match):
         load_template(f"{path}#x")
+
+
+@pytest.mark.parametrize("tag", ['{% include "/etc/passwd" %}', '{% import "x.j2" as x %}',
+                                 '{% from "x.j2" import y %}', '{% extends "x.j2" %}'])
+def test_a_template_is_one_file(tmp_path: Path, tag: str) -> None:
+    evil = _hostile_copy(tmp_path, tag)
+    line = len(evil.read_text(encoding="utf-8").splitlines())
+    with pytest.raises(InputError, match=rf"^{evil}: line {line} uses {{% {tag.split()[1]} %}}: a template is one file"):
+        load_template(str(evil))

@@ -416,6 +416,7 @@ def _parse_j2(data: bytes, path: str) -> JudgeTemplate:
         raise InputError(f"jinja2 syntax error on line {exc.lineno}: {exc.message}", where=path,
                          fix="fix the template syntax") from None
     variables = frozenset(user_vars | system_vars)
+    _check_one_file(body, text.count("\n", 0, len(text) - len(body)) + 1, system_src, path)
     _check_variables(variables, meta["kind"], meta["turns"], meta["reference"], path)
     _trial_render((user_t.render, system_t.render if system_t is not None else None), variables, path)
     render_system: Renderer | None = None
@@ -440,6 +441,20 @@ def _parse_j2(data: bytes, path: str) -> JudgeTemplate:
         _render_user=user_t.render,
         _guard=InsertGuard(_jinja_frame_lines(body, system_src)),
     )
+
+
+# Tags that would read another file: a template is one file (and the sandbox has no loader to read one with).
+_OTHER_FILE_TAGS = {jinja2.nodes.Include: "include", jinja2.nodes.Import: "import", jinja2.nodes.FromImport: "from",
+                    jinja2.nodes.Extends: "extends"}
+
+
+def _check_one_file(body: str, body_line: int, system_src: str, path: str) -> None:
+    """No tag that reads another file; ``body_line`` is the file line the body starts on, for the message."""
+    for src, place in ((body, "user message"), (system_src, "system prompt")):
+        for node in _ENV.parse(src).find_all(tuple(_OTHER_FILE_TAGS)) if src else ():
+            at = f"line {body_line + node.lineno - 1}" if place == "user message" else "the system prompt"
+            raise InputError(f"{at} uses {{% {_OTHER_FILE_TAGS[type(node)]} %}}: a template is one file",
+                             where=path, fix="write the text into this template instead")
 
 
 def _check_meta(meta: dict[str, Any], path: str) -> None:
