@@ -67,6 +67,11 @@ class StageProgress:
         else:
             self._progress.update(self._task, advance=n)
 
+    def describe(self, description: str) -> None:
+        """Change the bar's label (training shows the latest loss in it); the closing summary line uses it too."""
+        self.description = description
+        self._progress.update(self._task, description=description)
+
     def add_total(self, n: int) -> None:
         self.total += n
         self._progress.update(self._task, total=self.total)

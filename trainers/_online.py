@@ -21,20 +21,33 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evalsuite.config import JudgingOptions, ModelSpec
 from evalsuite.errors import InputError
 from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
 from evalsuite.records import Answer, Question
-from evalsuite.trainers._train import TRL_METRIC_NAMES
+from evalsuite.trainers._metrics import TRL_METRIC_NAMES, metrics_writer, read_metrics
+from evalsuite.trainers._runtime import (
+    DTYPES,
+    TrainOptions,
+    base_dtype,
+    cast_saved_weights,
+    check_model,
+    common_args,
+    device_dtype,
+    free_memory,
+    load_tokenizer,
+    local_or_id,
+    peft_config,
+    quiet_training_output,
+    stored_dtype,
+    training_progress,
+)
 from evalsuite.trainers._variants import VariantSpec, resolve_betas
-
-if TYPE_CHECKING:
-    from transformers import TrainerCallback
 
 # OnlineDPOTrainer's log keys -> the stable metric names of metrics.jsonl: the offline trainers' map, with the KL
 # under its online key and the judge's scores added.
@@ -66,7 +79,7 @@ class JudgeReward:
     def __init__(self, judge: ModelSpec, store_dir: str | Path, judging: JudgingOptions | None = None,
                  backend: Any = None) -> None:
         from evalsuite.backends import make_backend
-        from evalsuite.judge._calls import judge_label
+        from evalsuite.judge import judge_label
         from evalsuite.store import RunStore
 
         self.__name__ = "evalsuite_judge"  # TRL names each reward function in its logs
@@ -86,7 +99,7 @@ class JudgeReward:
 
     def preferences(self, triples: Sequence[tuple[str, str, str]]) -> list[float | None]:
         """For each (prompt, first, second): the first completion's reconciled score against the second."""
-        from evalsuite.judge._calls import ask_judge, plan_requests
+        from evalsuite.judge import ask_judge, plan_requests
         from evalsuite.judge.swap import build_matches
         from rich.console import Console
 
@@ -151,31 +164,6 @@ class JudgeReward:
         return [*scores, *[None if s is None else 1.0 - s for s in scores]]
 
 
-def _metrics_writer(path: Path) -> "TrainerCallback":
-    import json
-
-    from transformers import TrainerCallback
-
-    from evalsuite.trainers._train import metrics_row
-
-    class OnlineMetricsWriter(TrainerCallback):
-        """metrics.jsonl under the stable names, one line per logged step, appended as it arrives."""
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                path.write_text("", encoding="utf-8")
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
-                   **kwargs: Any) -> None:
-            row = metrics_row(logs or {}, state.global_step, ONLINE_METRIC_NAMES)
-            if row is None or not state.is_world_process_zero:
-                return
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
-
-    return OnlineMetricsWriter()
-
-
 def _judge_from_project() -> tuple[ModelSpec, JudgingOptions]:
     """The ``[judge]`` of ./evalsuite.toml (``evalsuite train`` has no --config): the judge every other verb uses."""
     from evalsuite.config import DEFAULT_CONFIG, load_config
@@ -193,7 +181,7 @@ def train_online_dpo(
     model: str,
     data: str,
     betas: Sequence[float] | None,
-    options: Any,
+    options: TrainOptions,
     out_dir: str | Path,
     manifest: str | Path | None = None,
     progress: bool = True,
@@ -205,29 +193,15 @@ def train_online_dpo(
 ) -> list[CheckpointEntry]:
     """Train online DPO from ``model`` on the prompts in ``data`` (a labeling prompts file), one run per beta, with
     ``judge`` (default: ./evalsuite.toml's ``[judge]``) as the reward; register each checkpoint in the manifest."""
-    from evalsuite.label import read_prompts
-    from evalsuite.trainers._train import (
-        DTYPES,
-        _check_model,
-        _common_args,
-        _device_dtype,
-        _free_memory,
-        _load_tokenizer,
-        _local_or_id,
-        _peft_config,
-        _tqdm_disabled,
-        base_dtype,
-        cast_saved_weights,
-        read_metrics,
-        stored_dtype,
-    )
-    from evalsuite.trainers.health import training_flags
+    from evalsuite.bench.prompts import read_prompts
+    from evalsuite.models import resolve_model_path
 
     run_betas = resolve_betas(spec, betas, grid=grid)
     options.validate(spec)
     if options.merge:
         raise InputError("--merge is not supported for online-dpo", fix="drop --merge (merge the adapter afterwards)")
-    _check_model(model)
+    model = resolve_model_path(model)  # an alias ("smollm2") becomes its checkpoint directory; a path is unchanged
+    check_model(model)
     prompts = read_prompts(data)
     if judge is None:
         judge, judging = _judge_from_project()
@@ -235,77 +209,100 @@ def train_online_dpo(
     manifest_path = Path(manifest) if manifest is not None else out / DEFAULT_MANIFEST_NAME
 
     import datasets
+
+    entries: list[CheckpointEntry] = []
+    with quiet_training_output():
+        tokenizer = load_tokenizer(model)
+        chat = tokenizer.chat_template is not None
+        rows = [{"prompt": [{"role": "user", "content": q.turns[0]}] if chat else q.turns[0]} for q in prompts]
+        dataset = datasets.Dataset.from_list(rows)
+        for beta in run_betas:
+            entry = _train_online_one(spec, beta, model=model, data=data, dataset=dataset, tokenizer=tokenizer,
+                                      options=options, out=out, judge=judge, judging=judging,
+                                      judge_backend=judge_backend, max_new_tokens=max_new_tokens, progress=progress)
+            if entry is not None:
+                upsert_entry(manifest_path, entry)
+                entries.append(entry)
+    return entries
+
+
+def _train_online_one(
+    spec: VariantSpec,
+    beta: float | None,
+    *,
+    model: str,
+    data: str,
+    dataset: Any,
+    tokenizer: Any,
+    options: TrainOptions,
+    out: Path,
+    judge: ModelSpec,
+    judging: JudgingOptions | None,
+    judge_backend: Any,
+    max_new_tokens: int,
+    progress: bool,
+) -> CheckpointEntry | None:
+    """One beta of :func:`train_online_dpo`: train, save, check health; the entry on the main process, else None."""
     import torch
     import trl
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, PrinterCallback
+
+    from evalsuite.store.names import path_inside
+    from evalsuite.trainers.health import training_flags
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*trl.experimental")
         from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
-    tokenizer = _load_tokenizer(model)
-    chat = tokenizer.chat_template is not None
-    rows = [{"prompt": [{"role": "user", "content": q.turns[0]}] if chat else q.turns[0]} for q in prompts]
-    if not progress:
-        datasets.disable_progress_bars()
-    dataset = datasets.Dataset.from_list(rows)
-
-    entries: list[CheckpointEntry] = []
-    for beta in run_betas:
-        name = checkpoint_name(spec.name, beta)
-        run_dir = out / name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = run_dir / "metrics.jsonl"
-        dtype = _device_dtype(options)
-        common = _common_args(options, run_dir, progress=progress, dtype=dtype)
-        config = OnlineDPOConfig(**common, beta=[beta], loss_type=spec.loss_type, max_new_tokens=max_new_tokens)
-        reward = JudgeReward(judge, run_dir / "judge", judging, backend=judge_backend)
-        policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
-        try:
-            with _tqdm_disabled(not progress):
-                trainer = OnlineDPOTrainer(
-                    model=policy, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
-                    peft_config=_peft_config(options) if options.lora else None,
-                    callbacks=[_metrics_writer(metrics_path)],
-                )
-                if not progress:
-                    from transformers import PrinterCallback
-
-                    trainer.remove_callback(PrinterCallback)
-                result = trainer.train()
-            trainer.save_model(str(run_dir))
-            is_main = trainer.is_world_process_zero()
-            steps = trainer.state.global_step
-        finally:
-            reward.close()
-        del trainer, policy
-        _free_memory()
-        if not is_main:
-            continue
-        tokenizer.save_pretrained(run_dir)
-        if not options.lora:
-            cast_saved_weights(run_dir, base_dtype(model))
-        metrics = read_metrics(metrics_path)
-        expected = {"loss": "loss", "margin": "rewards/margins", "chosen_reward": "rewards/chosen",
-                    "rejected_reward": "rewards/rejected", "accuracy": "rewards/accuracies", "kl": "objective/kl"}
-        flags = training_flags(metrics, beta=beta, reference=True,
-                               expected=expected if steps >= options.logging_steps else None)
-        entry = CheckpointEntry(
-            name=name, variant=spec.name, beta=beta, path=str(run_dir.resolve()),
-            base=_local_or_id(model) if options.lora else None, adapter=options.lora,
-            metrics=str(metrics_path.resolve()), flags=[f.to_dict() for f in flags], created=utc_now(),
-            extra={
-                "init_model": _local_or_id(model), "data": _local_or_id(data), "rows": len(dataset), "steps": steps,
-                "train_runtime": round(float(result.metrics.get("train_runtime", 0.0)), 2),
-                "loss_type": spec.loss_type, "dtype": dtype, "saved_dtype": stored_dtype(run_dir),
-                "options": asdict(options), "trl_version": trl.__version__, "max_new_tokens": max_new_tokens,
-                "judge": reward.label, "judge_calls": reward.calls, "judge_errors": reward.errors,
-                "judge_mode": (judging or JudgingOptions()).mode,
-            },
-        )
-        upsert_entry(manifest_path, entry)
-        entries.append(entry)
-    return entries
+    name = checkpoint_name(spec.name, beta)
+    run_dir = path_inside(out, name)  # a checkpoint folder never lands outside --out, whatever its name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = run_dir / "metrics.jsonl"
+    dtype = device_dtype(options)
+    common = common_args(options, run_dir, dtype=dtype)
+    config = OnlineDPOConfig(**common, beta=[beta], loss_type=spec.loss_type, max_new_tokens=max_new_tokens)
+    reward = JudgeReward(judge, run_dir / "judge", judging, backend=judge_backend)
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
+    try:
+        with training_progress(f"train {name}", enabled=progress) as bar:
+            trainer = OnlineDPOTrainer(
+                model=policy, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
+                peft_config=peft_config(options) if options.lora else None,
+                callbacks=[metrics_writer(metrics_path, ONLINE_METRIC_NAMES), *bar],
+            )
+            # With its tqdm bar off, transformers prints every log dict instead; metrics.jsonl already has them.
+            trainer.remove_callback(PrinterCallback)
+            result = trainer.train()
+        trainer.save_model(str(run_dir))
+        is_main = trainer.is_world_process_zero()
+        steps = trainer.state.global_step
+    finally:
+        reward.close()
+    del trainer, policy
+    free_memory()
+    if not is_main:
+        return None
+    tokenizer.save_pretrained(run_dir)
+    if not options.lora:
+        cast_saved_weights(run_dir, base_dtype(model))
+    metrics = read_metrics(metrics_path)
+    expected = {"loss": "loss", "margin": "rewards/margins", "chosen_reward": "rewards/chosen",
+                "rejected_reward": "rewards/rejected", "accuracy": "rewards/accuracies", "kl": "objective/kl"}
+    flags = training_flags(metrics, beta=beta, reference=True,
+                           expected=expected if steps >= options.logging_steps else None)
+    return CheckpointEntry(
+        name=name, variant=spec.name, beta=beta, path=str(run_dir.resolve()),
+        base=local_or_id(model) if options.lora else None, adapter=options.lora,
+        metrics=str(metrics_path.resolve()), flags=[f.to_dict() for f in flags], created=utc_now(),
+        extra={
+            "init_model": local_or_id(model), "data": local_or_id(data), "rows": len(dataset), "steps": steps,
+            "train_runtime": round(float(result.metrics.get("train_runtime", 0.0)), 2),
+            "loss_type": spec.loss_type, "dtype": dtype, "saved_dtype": stored_dtype(run_dir),
+            "options": asdict(options), "trl_version": trl.__version__, "max_new_tokens": max_new_tokens,
+            "judge": reward.label, "judge_calls": reward.calls, "judge_errors": reward.errors,
+            "judge_mode": (judging or JudgingOptions()).mode,
+        },
+    )
 
 
 __all__ = ["DEFAULT_MAX_NEW_TOKENS", "ONLINE_METRIC_NAMES", "JudgeReward", "train_online_dpo"]
