@@ -81,6 +81,7 @@ def test_the_issue_case_was_significant_before_the_health_verdict() -> None:
     assert hot is not None and hot.win_rate is not None and hot.ci_low is not None
     assert 0.505 < hot.win_rate < 0.512 and hot.ci_low > 0.5 and hot.significant
     assert hot.health.consistency == 0.0 and hot.health.first_position_win_share == 1.0
+    assert (hot.health.n_swapped, hot.health.n_decisive) == (N_QUESTIONS, 2 * N_QUESTIONS)
 
 
 def test_a_slot_judge_makes_every_comparison_unreliable() -> None:
@@ -169,6 +170,11 @@ def test_verdict_thresholds() -> None:
     assert judge_health_verdict(0.9, 0.91, n_decisive=10).status == "unreliable"
     assert judge_health_verdict(0.9, 0.91, n_decisive=9).status == "ok"
     assert judge_health_verdict(0.9, 0.09).status == "unreliable"
+    assert judge_health_verdict(0.1, 0.5, n_swapped=10).status == "unreliable"
+    assert judge_health_verdict(0.1, 0.5, n_swapped=9).status == "ok"  # too few matches to read consistency
+    # a small run of a judge that agreed with itself in none of its four swapped matches is not called unreliable
+    small = _results(_slot_judge({"hot": 0.009})[:8], ["hot"]).comparison("hot")
+    assert small is not None and small.health.n_swapped == 4 and small.health_verdict.status == "unknown"
     assert HealthVerdict.from_json(HealthVerdict("weak", ("x",)).to_json()) == HealthVerdict("weak", ("x",))
 
 

@@ -15,8 +15,10 @@ favouring the first position in 75% of its pairs; all three are judges whose ver
   first-shown answer more than 90% (or less than 10%) of the time names a slot. Claude-v1, the most biased judge in
   MT-Bench, sat at 75%; an unbiased judge sits at 50%.
 - ``WEAK_CONSISTENCY = 0.45``: below GPT-3.5's 46.2%, a warning only (the verdicts count; read them with care).
-- ``MIN_DECISIVE = 10``: fewer decisive verdicts than this cannot show a share of 90%: ten fair coin flips land on one
-  side 9 or 10 times with probability 2.1%, so below ten the verdict is ``unknown``, never ``unreliable`` by chance.
+- ``MIN_DECISIVE = 10`` decisive verdicts before the first-position share is read, ``MIN_SWAPPED = 10`` matches
+  judged in both orders before consistency is: below ten, one verdict moves a share by more than ten points, and a
+  judge as good as GPT-3.5 (46% consistent) agrees with itself in at most one of ten matches with probability 2%. A
+  figure from fewer is not used, so a small run is never ``unreliable`` by chance (``unknown`` when neither is used).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ UNRELIABLE_CONSISTENCY = 0.20
 UNRELIABLE_FIRST_POSITION = 0.90
 WEAK_CONSISTENCY = 0.45
 MIN_DECISIVE = 10
+MIN_SWAPPED = 10
 
 HealthStatus = Literal["ok", "weak", "unreliable", "unknown"]
 _STATUSES: tuple[HealthStatus, ...] = ("ok", "weak", "unreliable", "unknown")
@@ -59,11 +62,12 @@ class HealthVerdict:
 
 
 def judge_health_verdict(consistency: float | None, first_position_share: float | None,
-                         n_decisive: int | None = None) -> HealthVerdict:
+                         n_decisive: int | None = None, n_swapped: int | None = None) -> HealthVerdict:
     """The health verdict of a judge from its position consistency and first-position share of decisive verdicts.
 
-    ``n_decisive`` (decisive judgments behind ``first_position_share``) guards the share against small samples;
-    ``None`` means not known, and the share is taken as it is.
+    ``n_decisive`` (decisive judgments behind ``first_position_share``) and ``n_swapped`` (matches judged in both
+    orders, behind ``consistency``) guard the figures against small samples; ``None`` means not known, and the figure
+    is taken as it is.
 
     >>> judge_health_verdict(0.65, 0.52).status          # GPT-4 in MT-Bench
     'ok'
@@ -75,11 +79,15 @@ def judge_health_verdict(consistency: float | None, first_position_share: float 
     'unreliable (first-position share 4.0% < 10%)'
     >>> judge_health_verdict(None, 1.0, n_decisive=6).status   # six verdicts cannot tell bias from chance
     'unknown'
+    >>> judge_health_verdict(0.0, 0.5, n_decisive=8, n_swapped=4).status
+    'unknown'
     >>> judge_health_verdict(None, None).status
     'unknown'
     """
     reasons: list[str] = []
     unreliable = False
+    if n_swapped is not None and n_swapped < MIN_SWAPPED:
+        consistency = None
     if consistency is not None and consistency < UNRELIABLE_CONSISTENCY:
         reasons.append(f"position consistency {100 * consistency:.1f}% < {100 * UNRELIABLE_CONSISTENCY:g}%")
         unreliable = True

@@ -138,9 +138,18 @@ class Health:
             return None
         return round((self.n_judgments - self.n_errors) * (1.0 - self.tie_share))
 
+    @property
+    def n_swapped(self) -> int | None:
+        """Matches judged in both orders with a verdict each: the denominator of ``consistency``."""
+        if self.consistency is None:
+            return None
+        if self.consistency >= 1.0:
+            return self.n_matches - self.n_error_matches
+        return round(self.n_inconsistent / (1.0 - self.consistency))
+
     def verdict(self) -> HealthVerdict:
         """What these figures say about the judge (``evalsuite.report.health.judge_health_verdict``)."""
-        return judge_health_verdict(self.consistency, self.first_position_win_share, self.n_decisive)
+        return judge_health_verdict(self.consistency, self.first_position_win_share, self.n_decisive, self.n_swapped)
 
     def to_json(self) -> Json:
         return asdict(self)
@@ -615,7 +624,7 @@ class GenerationRecord:
 
 @dataclass(frozen=True)
 class JudgingRecord:
-    """What judging did in this run (``evalsuite.judge._calls.JudgeSummary`` as written)."""
+    """What judging did in this run (``evalsuite.judge.JudgeSummary`` as written)."""
 
     judge: str
     requested: int
