@@ -306,17 +306,17 @@ def test_a_renamed_trl_key_is_said_by_the_run_and_shown_on_the_leaderboard(
 
     from evalsuite.cli._train import train_cmd
     from evalsuite.testing.fake_server import FakeOpenAIServer
-    from evalsuite.trainers import _train
+    from evalsuite.trainers import _metrics
 
     out, prefs = sft_run
     # As if a TRL release had renamed "rewards/chosen": the trainer's logs carry it under a name we do not map.
-    real_metrics_row = _train.metrics_row
+    real_metrics_row = _metrics.metrics_row
 
-    def renamed(logs: dict[str, float], step: int) -> dict[str, object] | None:
+    def renamed(logs: dict[str, float], step: int, names: dict[str, str] | None = None) -> dict[str, object] | None:
         logs = {("rewards/chosen_mean" if k == "rewards/chosen" else k): v for k, v in logs.items()}
-        return real_metrics_row(logs, step)
+        return real_metrics_row(logs, step, names)
 
-    monkeypatch.setattr(_train, "metrics_row", renamed)
+    monkeypatch.setattr(_metrics, "metrics_row", renamed)
     args = ["dpo", "--model", str(out / "sft"), "--data", str(prefs), "--out", str(out), "--beta", "0.1",
             "--max-steps", "2", "--batch-size", "4", "--lr", "1e-4", "--max-length", "128", "--quiet"]
     result = CliRunner().invoke(train_cmd, args, env={"COLUMNS": "200"})
