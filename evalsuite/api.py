@@ -9,7 +9,7 @@
 - :func:`gate` — the CI gate's checks (``passed`` on each), as ``evalsuite gate`` computes them.
 
 ``gate``, ``load_results`` and ``import_judgments`` are also importable from ``evalsuite`` itself (loaded on first
-use, so ``import evalsuite`` stays light); ``evalsuite.compare`` is the pipeline's module, hence ``evalsuite.api``.
+use, so ``import evalsuite`` stays light); the workflows themselves are ``evalsuite.pipeline``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def compare(
     ``config`` is a path to ``evalsuite.toml`` (default: ``./evalsuite.toml`` when present) or a loaded ``Config``;
     ``overrides`` are ``--set``-style ``KEY=VALUE`` strings; ``run_dir`` defaults to the config's.
     """
-    from evalsuite.compare import run_compare
+    from evalsuite.pipeline.compare import run_compare
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides, run_dir=run_dir)
     if isinstance(config, Config) and run_dir is not None:

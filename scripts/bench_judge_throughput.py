@@ -31,7 +31,7 @@ from typing import Any, Callable
 import evalsuite.backends.openai  # noqa: F401  (the SDK import happens at CLI start-up, not per run: keep it out of the timings)
 from evalsuite.backends import NullProgress
 from evalsuite.config import JudgingOptions, ModelSpec
-from evalsuite.judge._calls import plan_judge_requests, run_judge
+from evalsuite.judge import plan_judge_requests, run_judge
 from evalsuite.records import Answer, Question
 from evalsuite.store import RunStore
 

@@ -4,7 +4,7 @@ and the share of written pairs whose chosen sample really is the better one.
 Samples with known qualities: each prompt gets K answers, sample k of prompt p written as ``«pPkK» words...`` and
 stored as imported answers (so no policy is asked); the fake server's scripted judge knows each marker's strength
 (qualities drawn N(0, spread^2) on the logit scale, seeded) and picks a verdict with P(first) = sigmoid(s_first - s_second +
-position_bias) * (1 - tie_rate). Everything else is the real ``evalsuite.label.label``: both orders of every scheduled
+position_bias) * (1 - tie_rate). Everything else is the real ``evalsuite.pipeline.label.label``: both orders of every scheduled
 pair through the openai backend, swap reconciliation, the checklist, the run store.
 
     .venv/bin/python scripts/bench_labeling.py [--prompts 150] [--spread 1] [--tie-rate 0.1] [--position-bias 0.3] [--seed 0]
@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from evalsuite.config import ModelSpec
-from evalsuite.label import LabelOptions, label, sample_name
+from evalsuite.pipeline.label import LabelOptions, label, sample_name
 from evalsuite.progress import StageProgress
 from evalsuite.records import Answer, Question
 from evalsuite.store import RunStore

@@ -93,7 +93,7 @@ def timed_judging(backend: Any, requests: Sequence[Any]) -> tuple[float, int, in
 def judge_requests(judge: Any, questions: Sequence[Any], replies: dict[str, dict[str, list[str]]]) -> list[Any]:
     """Pairwise judge prompts (both orders) over two answer sets, in logprob verdict mode."""
     from evalsuite.config import JudgingOptions
-    from evalsuite.judge._calls import plan_judge_requests
+    from evalsuite.judge import plan_judge_requests
     from evalsuite.records import Answer
 
     answers = {m: {qid: Answer(model=m, question_id=qid, turns=tuple(t)) for qid, t in by_q.items()}

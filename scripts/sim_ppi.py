@@ -6,7 +6,7 @@ question); a turn is a human tie with probability 0.2, else a human win with pro
 is HUMAN_WIN_RATE. The judge copies the human verdict with probability AGREE, else gives its own verdict, which favours
 the candidate (win 0.6, tie 0.2, loss 0.2): a judge of known bias, whose win rate is printed. A random share of the
 questions (both turns) gets human labels. Each seed draws new questions, verdicts and labelled questions; every
-interval is 95% (evalsuite.stats._ppi.ppi_win_rate: per-question means, ppi_py's intervals).
+interval is 95% (evalsuite.stats.ppi_win_rate: per-question means, ppi_py's intervals).
 
 Run: .venv/bin/python scripts/sim_ppi.py [--seeds 1000] [--questions 80,500]
 """
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from evalsuite.stats._ppi import ppi_win_rate
+from evalsuite.stats import ppi_win_rate
 
 TURNS = 2
 HUMAN_WIN_RATE = 0.55

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from evalsuite.stats import cluster_bootstrap
-from evalsuite.stats._sequential import BETTING, confidence_path, decide_path
+from evalsuite.stats import BETTING, confidence_path, decide_path
 
 N_QUESTIONS = 80
 TURNS = 2

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from conftest import run_cli, write_config
 
-import evalsuite.batch
+import evalsuite.backends.batch
 from evalsuite.backends import NullProgress
-from evalsuite.batch import BatchBackend, BatchOptions, batch_prices, token_cost
+from evalsuite.backends.batch import BatchBackend, BatchOptions, batch_prices, token_cost
 from evalsuite.bench import BenchSpec, load_benchmark
 from evalsuite.config import JudgingOptions, ModelSpec
-from evalsuite.judge._calls import run_judge
+from evalsuite.judge import run_judge
 from evalsuite.store import RunStore
 from evalsuite.testing.fake_server import BatchPlan, FakeOpenAIServer
 
@@ -75,7 +75,7 @@ def _generate_live(tmp_path: Path, cfg: Path, run_dir: str) -> None:
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(evalsuite.batch).failed == 0
+    assert doctest.testmod(evalsuite.backends.batch).failed == 0
 
 
 def test_batch_prices_default_to_half_the_live_price() -> None:

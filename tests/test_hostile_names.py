@@ -250,7 +250,7 @@ def test_a_hostile_config_model_name_fails_compare_before_any_model_call(tmp_pat
 
 @pytest.mark.parametrize("target", HOSTILE + ["Qwen/Qwen2.5-7B", ""], ids=_ids(HOSTILE + ["Qwen/Qwen2.5-7B", ""]))
 def test_batch_input_files_stay_in_the_batch_folder(tmp_path: Path, target: str) -> None:
-    from evalsuite.batch import BATCH_DIR, _write_input
+    from evalsuite.backends.batch import BATCH_DIR, _write_input
 
     path, sha = _write_input(tmp_path / "run", target, ['{"custom_id": "k"}'])
     assert path.parent == (tmp_path / "run" / BATCH_DIR).resolve()

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_cli, write_questions
 from evalsuite.config import load_config
 from evalsuite.errors import InputError
-from evalsuite.iterate import iterate, read_state
+from evalsuite.pipeline.iterate import iterate, read_state
 from evalsuite.manifest import read_manifest
 from evalsuite.testing.fake_server import FakeOpenAIServer
 
@@ -235,7 +235,7 @@ def test_reference_sft_trains_against_another_frozen_model(sft_model: Path, tmp_
 def test_a_training_that_finished_before_the_kill_is_kept(tmp_path: Path) -> None:
     """Killed after the trainer wrote its manifest entry but before state.json moved on: the resumed step keeps that
     checkpoint (paths made absolute for the main manifest); an entry older than the attempt is a stale one."""
-    from evalsuite.iterate import _finished_training
+    from evalsuite.pipeline.iterate import _finished_training
     from evalsuite.manifest import CheckpointEntry, upsert_entry, utc_now
 
     started = utc_now()

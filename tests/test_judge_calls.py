@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evalsuite.backends import NullProgress
 from evalsuite.config import JudgingOptions, ModelSpec
-from evalsuite.judge._calls import plan_grade_requests, plan_judge_requests, plan_requests, run_judge
+from evalsuite.judge import plan_grade_requests, plan_judge_requests, plan_requests, run_judge
 from evalsuite.records import Answer, Question
 from evalsuite.store import RunStore
 from evalsuite.testing.fake_server import FakeOpenAIServer

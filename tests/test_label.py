@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.errors import InputError
-from evalsuite.label import (
+from evalsuite.pipeline.label import (
     LabelOptions,
     filter_pairs,
     next_pairs,
@@ -28,7 +28,7 @@ from evalsuite.label import (
 from evalsuite.config import ModelSpec
 from evalsuite.records import Judgment
 from evalsuite.testing.fake_server import FakeOpenAIServer
-from evalsuite.trainers._data import PreferencePair
+from evalsuite.trainers import PreferencePair
 
 from conftest import run_cli
 
@@ -128,7 +128,7 @@ def test_bad_inputs(tmp_path: Path) -> None:
 
 
 def test_data_check_imports_no_training_library() -> None:
-    code = "import sys, evalsuite.label, evalsuite.trainers.data_check; " \
+    code = "import sys, evalsuite.pipeline.label, evalsuite.trainers.data_check; " \
            "print(sorted(m for m in ('torch','transformers','trl','datasets','peft') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -268,6 +268,6 @@ def test_label_batch_judges_through_a_batch_file_and_stores_what_live_stores(tin
 def test_doctests() -> None:
     import doctest
 
-    import evalsuite.label
+    import evalsuite.pipeline.label
 
-    assert doctest.testmod(evalsuite.label).failed == 0
+    assert doctest.testmod(evalsuite.pipeline.label).failed == 0

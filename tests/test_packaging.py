@@ -70,7 +70,7 @@ def test_core_cli_path_imports_no_torch_transformers_trl_peft_vllm() -> None:
     code = (
         "import sys\n"
         "import evalsuite.cli, evalsuite.cli._run, evalsuite.cli._report, evalsuite.cli._interop\n"
-        "import evalsuite.compare, evalsuite.backends.openai, evalsuite.report.gate, evalsuite.stats\n"
+        "import evalsuite.pipeline.compare, evalsuite.backends.openai, evalsuite.report.gate, evalsuite.stats\n"
         "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm', 'datasets') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -99,7 +99,7 @@ def test_a_later_compare_keeps_the_sections_it_did_not_recompute(tmp_path: Path)
 
 
 def test_the_compare_writer_keeps_a_calibration_section(tmp_path: Path) -> None:
-    from evalsuite.compare import write_outputs
+    from evalsuite.pipeline import write_outputs
 
     write_results(replace(_results({"dpo": 0.8}), calibration=CALIBRATION), tmp_path / "results.json")
     rp, lp = write_outputs(_results({"dpo": 0.6}), tmp_path)

@@ -42,7 +42,7 @@ def test_a_judge_without_a_temperature_is_asked_greedily() -> None:
     """The hole mypy found once ``**sampling: dict[str, Any]`` was spelled out: a judge whose temperature is unset
     (None) sent ``temperature=None``, which the hf backend turns into ``float(None)``."""
     from evalsuite.config import ModelSpec
-    from evalsuite.judge._calls import plan_requests
+    from evalsuite.judge import plan_requests
     from evalsuite.records import Answer, Question
 
     judge = ModelSpec(name="judge", backend="openai", model="judge", base_url="http://127.0.0.1:9/v1")

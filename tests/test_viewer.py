@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, write_config, write_questions
 
-from evalsuite.compare import RESULTS_FILE
+from evalsuite.pipeline import RESULTS_FILE
 from evalsuite.judge.swap import build_matches
 from evalsuite.records import Judgment, Question
 from evalsuite.report.html import VIEWER_FILE, build_viewer, embed_json, leaderboard_html, match_id, viewer_data, write_viewer

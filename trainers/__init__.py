@@ -7,10 +7,17 @@ load inside :func:`train` (:func:`train_variant`) and :func:`load_preference_dat
 
 from __future__ import annotations
 
-from evalsuite.trainers._data import PreferencePair, load_preference_data, read_preference_pairs
+from evalsuite.trainers._data import (
+    PreferencePair,
+    load_preference_data,
+    parse_preference_pairs,
+    read_preference_pairs,
+    read_records,
+)
 from evalsuite.trainers._online import JudgeReward, train_online_dpo
 from evalsuite.trainers._trained import TrainedCheckpoint, train
 from evalsuite.trainers._train import (
+    DTYPE_CHOICES,
     STABLE_METRICS,
     TRL_METRIC_NAMES,
     TrainOptions,
@@ -22,6 +29,9 @@ from evalsuite.trainers._variants import VARIANTS, VariantSpec, get_variant, res
 from evalsuite.trainers.health import Flag, training_flags
 
 __all__ = [
+    "DTYPE_CHOICES",
+    "parse_preference_pairs",
+    "read_records",
     "STABLE_METRICS",
     "TRL_METRIC_NAMES",
     "VARIANTS",

@@ -17,7 +17,7 @@ import click
 def calibrate_cmd(human: str, run_dir: str | None, judge: str | None, alpha: float, fmt: str) -> None:
     """Win rates on the human scale: the judge's verdicts on every item, corrected by human votes on a subset
     (prediction-powered inference, PPI++, clustered by question), beside the judge-only and human-only win rates."""
-    from evalsuite.calibrate import attach_to_run, calibrate
+    from evalsuite.pipeline.calibrate import attach_to_run, calibrate
     from evalsuite.errors import InputError
 
     if not 0.0 < alpha < 1.0:

@@ -38,7 +38,7 @@ def check_cmd(prefs: Path, out: Path | None, sample: int, seed: int, min_words: 
     """Check a preference file (PREFS: .jsonl or .json; plain prompt/chosen/rejected or UltraFeedback message lists)."""
     from rich.console import Console
 
-    from evalsuite.trainers._data import parse_preference_pairs, read_records
+    from evalsuite.trainers import parse_preference_pairs, read_records
     from evalsuite.trainers.data_check import check_preferences, clean_preferences, render_cleaning, render_report
 
     if out is not None and out.resolve() == prefs.resolve():

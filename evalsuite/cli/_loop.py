@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from evalsuite.cli._run import batch_backends, batch_options, build_config, echo_batch_reports, progress_factory
+from evalsuite.cli._common import batch_backends, batch_options, build_config, echo_batch_reports, progress_factory
 from evalsuite.config import Config
 
 if TYPE_CHECKING:
-    from evalsuite.label import LabelReport
+    from evalsuite.pipeline.label import LabelReport
 
 _SCHEDULES = ["auto", "all-pairs", "pivot"]
 
@@ -47,8 +47,9 @@ def label_cmd(prompts: str, policy: str, samples: int, out: str, temperature: fl
     A pair is kept only when both orders agree on a winner; chosen = the best-ranked sample, rejected = the worst.
     The preference-data checklist filters the output. Re-running resumes without repeating a finished call.
     """
+    from evalsuite.backends.roles import StageBackends
     from evalsuite.config import resolve_models
-    from evalsuite.label import LabelOptions, label, read_prompts
+    from evalsuite.pipeline.label import LabelOptions, label, read_prompts
     from evalsuite.store import RunStore
 
     config = _judging_config(config_path, None, overrides)
@@ -60,11 +61,12 @@ def label_cmd(prompts: str, policy: str, samples: int, out: str, temperature: fl
         raise click.UsageError(f"policy {policy!r} expands to {len(specs)} models; name one checkpoint")
     store_dir = Path(run_dir) if run_dir else config.run_dir / "label"
     # --batch: the judge's calls (and an endpoint policy's samples) go through batch files recorded in this store
-    backends = batch_backends(replace(config, run_dir=store_dir), True, specs, batch, batch_retry, batch_poll) or {}
+    backends = batch_backends(replace(config, run_dir=store_dir), True, specs, batch, batch_retry, batch_poll)
+    roles = backends or StageBackends()
     with RunStore(store_dir) as store:
         report = label(questions, specs[0], config.judge, store, out, options, progress=progress_factory(quiet),
-                       template=template or config.judging.template, policy_backend=backends.get(specs[0].name),
-                       judge_backend=backends.get("__judge__"))
+                       template=template or config.judging.template, policy_backend=roles.models.get(specs[0].name),
+                       judge_backend=roles.judge)
     echo_batch_reports(backends)
     echo_label_report(report)
 
@@ -94,7 +96,7 @@ def iterate_cmd(rounds: int | None, no_early_stop: bool, config_path: str | None
 
     Kill it anywhere: the same command resumes at the step it was in.
     """
-    from evalsuite.iterate import iterate
+    from evalsuite.pipeline.iterate import iterate
 
     config = _judging_config(config_path, None, overrides)
     opts = config.iterate

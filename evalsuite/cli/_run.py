@@ -1,135 +1,28 @@
-"""``compare``, ``generate`` and ``judge``: the pipeline's verbs."""
+"""``compare``, ``generate``, ``judge`` and ``grade``: the pipeline's verbs (flags -> a workflow of
+``evalsuite.pipeline`` -> a printed summary)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
-from evalsuite.cli._sequential import compare_sequential_options
-from evalsuite.config import Config, load_config
+from evalsuite.cli._common import (
+    baseline_and_candidates,
+    batch_backends,
+    batch_options,
+    build_config,
+    common_options,
+    echo_batch_reports,
+    judging_flags,
+    judging_options,
+    progress_factory,
+)
+from evalsuite.cli._sequential import compare_sequential_options, run_sequential_cli
 
 if TYPE_CHECKING:
     from evalsuite.report.results import Results
-
-_common_options: list[Callable[[Any], Any]] = [
-    click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Project file (default: ./evalsuite.toml)."),
-    click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory (default: run.dir or runs/default)."),
-    click.option("--bench", "bench_name", help="Bundled benchmark name (default mtb-style)."),
-    click.option("--questions", "bench_path", type=click.Path(dir_okay=False), help="A question.jsonl (project or FastChat shape)."),
-    click.option("--limit", type=int, help="First N questions of each category."),
-    click.option("--categories", help="Comma-separated categories to keep."),
-    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. --set judge.concurrency=64 (repeatable)."),
-]
-
-
-_judging_options: list[Callable[[Any], Any]] = [
-    click.option("--mode", type=click.Choice(["strict", "average", "games"]),
-                 help="Swap reconciliation (default strict, MT-Bench's rule; games: each order is one game, Arena-Hard)."),
-    click.option("--template", help="Judge template name or file (used for the turn it judges)."),
-    click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair."),
-    click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors."),
-    click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for CIs and p-values."),
-    click.option("--bt-rounds", type=int, default=1_000, show_default=True, help="Bootstrap rounds for Bradley-Terry CIs."),
-    click.option("--seed", type=int, help="Seed for every resampling (default run.seed or 0)."),
-    click.option("--quiet", is_flag=True, help="No progress bars."),
-]
-
-
-_batch_options: list[Callable[[Any], Any]] = [
-    click.option("--batch", "batch", is_flag=True,
-                 help="Send pending calls as an OpenAI Batch file (openai: Batch API, half price; vllm: run_batch); "
-                      "a re-run re-attaches to a batch still running."),
-    click.option("--batch-retry", type=click.Choice(["live", "batch"]), default="live", show_default=True,
-                 help="Failed batch lines: ask them again live, or in a follow-up batch."),
-    click.option("--batch-poll", type=float, default=10.0, show_default=True, help="Seconds between batch status checks."),
-]
-
-
-def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(_batch_options):
-        fn = opt(fn)
-    return fn
-
-
-def batch_backends(config: Config, judge: bool, models: Sequence[Any], batch: bool, batch_retry: str,
-                   batch_poll: float) -> dict[str, Any] | None:
-    """``--batch``: batch backends for the judge (``judge``) and the answer models that have batch files; else None."""
-    if not batch:
-        return None
-    from evalsuite.batch import BatchOptions
-    from evalsuite.batch import batch_backends as build
-
-    options = BatchOptions(retry="batch" if batch_retry == "batch" else "live", poll_interval=batch_poll,
-                           notify=lambda line: click.echo(f"batch: {line}", err=True))
-    return dict(build(config.judge if judge else None, models, config.run_dir, options))
-
-
-def echo_batch_reports(backends: dict[str, Any] | None) -> None:
-    for name, backend in (backends or {}).items():
-        if backend.report.created or backend.report.reattached:
-            click.echo(f"batch {'judge' if name == '__judge__' else name}: {backend.report.summary()}", err=True)
-
-
-def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(_common_options):
-        fn = opt(fn)
-    return fn
-
-
-def judging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(_judging_options):
-        fn = opt(fn)
-    return fn
-
-
-def judging_flags(config: Config, mode: str | None, pairs: str | None, template: str | None) -> Config:
-    """The config with the judging flags that were given applied (flags win over the project file)."""
-    judging = config.judging
-    if mode:
-        judging = replace(judging, mode=mode)
-    if pairs:
-        judging = replace(judging, pairs=pairs)
-    if template:
-        judging = replace(judging, template=template)
-    return replace(config, judging=judging)
-
-
-def build_config(config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
-                 limit: int | None, categories: str | None, overrides: Sequence[str]) -> Config:
-    """``evalsuite.toml`` with ``--set`` overrides, then the benchmark flags applied to the typed config."""
-    config = load_config(config_path, overrides, run_dir=run_dir)
-    bench = config.bench
-    if bench_name:
-        bench = replace(bench, name=bench_name, path=None, hf_dataset=None)
-    if bench_path:
-        bench = replace(bench, path=bench_path, hf_dataset=None)
-    if limit is not None:
-        bench = replace(bench, limit=limit)
-    if categories:
-        bench = replace(bench, categories=tuple(c.strip() for c in categories.split(",") if c.strip()))
-    return replace(config, bench=bench)
-
-
-def baseline_and_candidates(config: Config, baseline: str, candidates: Sequence[str]) -> tuple[Any, list[Any]]:
-    """The baseline (one checkpoint) and the candidates (sweeps expanded, the baseline left out) as model specs."""
-    from evalsuite.config import resolve_models
-
-    base = resolve_models(config, [baseline])
-    if len(base) != 1:
-        raise click.UsageError(f"baseline {baseline!r} expands to {len(base)} models; name one checkpoint")
-    return base[0], [c for c in resolve_models(config, candidates) if c.name != base[0].name]
-
-
-def progress_factory(quiet: bool = False) -> Callable[[str, int], Any]:
-    from evalsuite.progress import StageProgress
-
-    def make(description: str, total: int) -> StageProgress:
-        return StageProgress(description, total, enabled=False if quiet else None)
-
-    return make
-
 
 @click.command("compare")
 @click.argument("baseline")
@@ -152,7 +45,7 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
     Re-running finishes an interrupted run without repeating a finished call.
     """
-    from evalsuite.compare import run_compare
+    from evalsuite.pipeline.compare import run_compare
     from evalsuite.report.results import StatsOptions
 
     config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
@@ -164,8 +57,7 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
     stats_options = StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed,
                                  allow_unhealthy_judge=allow_unhealthy_judge)
     if sequential:  # judge in waves, stop each candidate once its gate decision is settled
-        from evalsuite.cli._sequential import run_sequential_cli
-        from evalsuite.sequential import SequentialOptions
+        from evalsuite.pipeline.sequential import SequentialOptions
 
         seq = run_sequential_cli(config, base, cands, SequentialOptions(rule, min_win_rate, alpha, wave, config.seed),
                                  quiet=quiet, retry_errors=retry_errors, stats_options=stats_options, backends=backends)
@@ -259,7 +151,8 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
     with RunStore(config.run_dir) as store:
         store.put_questions(questions)
         backends = batch_backends(config, False, specs, batch, batch_retry, batch_poll)
-        for s in generate_all(specs, questions, store, progress=progress_factory(quiet), backends=backends):
+        given = backends.models if backends is not None else None
+        for s in generate_all(specs, questions, store, progress=progress_factory(quiet), backends=given):
             first = f" (first: {s.first_error}; a re-run asks them again)" if s.errors and s.first_error else ""
             click.echo(f"{s.model}: {s.requested} calls, {s.cached} turns cached, {s.errors} errors{first}", err=True)
         echo_batch_reports(backends)
@@ -280,8 +173,8 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
 
     Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
     """
-    from evalsuite.compare import run_compare
     from evalsuite.config import ModelSpec
+    from evalsuite.pipeline.compare import run_compare
     from evalsuite.report.results import StatsOptions
 
     config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
@@ -313,7 +206,7 @@ def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | N
               resamples: int, seed: int | None, quiet: bool) -> None:
     """Single-answer grading (MT-Bench's score mode): generate what is missing, grade every answer 1-10, write grades.json."""
     from evalsuite.config import resolve_models
-    from evalsuite.grade import grade
+    from evalsuite.pipeline.grade import grade
 
     config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
     outcome = grade(config, resolve_models(config, models), progress=progress_factory(quiet), template=template,

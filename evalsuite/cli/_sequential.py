@@ -1,15 +1,19 @@
-"""``--sequential`` for ``compare`` and ``gate``: the flags and the wiring (the logic is ``evalsuite.sequential``)."""
+"""``--sequential`` for ``compare`` and ``gate``: the flags and the wiring (the logic is
+``evalsuite.pipeline.sequential``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import click
 
+from evalsuite.cli._common import baseline_and_candidates, build_config, progress_factory
+
 if TYPE_CHECKING:
+    from evalsuite.backends.roles import StageBackends
     from evalsuite.config import Config, ModelSpec
+    from evalsuite.pipeline.sequential import SequentialOptions, SequentialOutcome
     from evalsuite.report.gate import GateCheck
-    from evalsuite.sequential import SequentialOptions, SequentialOutcome
 
 RULES = ["lower-bound", "not-worse", "point"]  # point is refused with an input error that names it
 
@@ -59,11 +63,10 @@ def run_sequential_cli(
     quiet: bool,
     retry_errors: bool = False,
     stats_options: Any = None,
-    backends: Mapping[str, Any] | None = None,
+    backends: StageBackends | None = None,
 ) -> SequentialOutcome:
     """Run the sequential judging and print one line per candidate (PASS/FAIL, the calls it took)."""
-    from evalsuite.cli._run import progress_factory
-    from evalsuite.sequential import run_sequential, sequential_lines
+    from evalsuite.pipeline.sequential import run_sequential, sequential_lines
 
     outcome = run_sequential(config, baseline, candidates, options, progress=progress_factory(quiet),
                              retry_errors=retry_errors, stats_options=stats_options, backends=backends)
@@ -79,9 +82,8 @@ def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule
     candidate whose judge failed its health check fails unless ``allow_unhealthy_judge``)."""
     from dataclasses import replace
 
-    from evalsuite.cli._run import baseline_and_candidates, build_config, progress_factory
+    from evalsuite.pipeline.sequential import SequentialOptions, run_sequential
     from evalsuite.report.gate import sequential_checks
-    from evalsuite.sequential import SequentialOptions, run_sequential
 
     options = SequentialOptions(rule=rule, threshold=threshold, alpha=alpha, wave=wave)
     options.check()  # before anything is read or asked

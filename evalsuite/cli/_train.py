@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from evalsuite.errors import require_extra
-from evalsuite.trainers._train import DTYPE_CHOICES, TrainOptions
+from evalsuite.trainers import DTYPE_CHOICES, TrainOptions
 from evalsuite.trainers._variants import VARIANTS
 
 _DEFAULTS = TrainOptions()

@@ -47,7 +47,7 @@ class DemoOptions:
 
 
 def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Callable[[str, int], Any]) -> Results:
-    from evalsuite.compare import run_compare
+    from evalsuite.pipeline.compare import run_compare
     from evalsuite.demo.tiny import build_tiny_model
     from evalsuite.report.results import StatsOptions
     from evalsuite.trainers import TrainOptions, train_variant

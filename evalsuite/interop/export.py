@@ -31,7 +31,7 @@ class ExportedFile:
 
 def export_fastchat(store: RunStore, out_dir: Path) -> list[ExportedFile]:
     from evalsuite.interop.fastchat import pair_records, write_fastchat_answers
-    from evalsuite.judge._calls import rendered_user_prompt
+    from evalsuite.judge import rendered_user_prompt
 
     written = []
     answers = {model: store.answers(model) for model in store.models()}

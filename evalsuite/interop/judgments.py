@@ -122,7 +122,7 @@ def import_judgments(
     AlpacaEval's own length-controlled win rate (LC v1) beside evalsuite's.
     """
     from evalsuite import __version__
-    from evalsuite.compare import write_outputs
+    from evalsuite.pipeline import write_outputs
     from evalsuite.report.results import StatsOptions
     from evalsuite.report.build import build_results
 

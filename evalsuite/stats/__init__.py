@@ -22,13 +22,28 @@ from evalsuite.stats._bradley_terry import Rating, bradley_terry
 from evalsuite.stats._length import AlpacaEvalLC, GamedBaselineRows, alpaca_eval_lc_win_rate, length_controlled_win_rate
 from evalsuite.stats._power import min_detectable_difference
 from evalsuite.stats._ppi import CalibratedWinRate, WinRateInterval, ppi_win_rate
-from evalsuite.stats._sequential import SequenceBounds, confidence_path, decide, sequence_bounds
+from evalsuite.stats._sequential import (
+    BETTING,
+    DEFAULT_BETTING,
+    SequenceBounds,
+    check_rule,
+    confidence_path,
+    decide,
+    decide_path,
+    family_alpha,
+    sequence_bounds,
+)
 from evalsuite.stats._significance import holm, holm_bounded, sign_test
 
 __all__ = [
     "AlpacaEvalLC",
     "GamedBaselineRows",
     "alpaca_eval_lc_win_rate",
+    "BETTING",
+    "DEFAULT_BETTING",
+    "check_rule",
+    "decide_path",
+    "family_alpha",
     "CalibratedWinRate",
     "SequenceBounds",
     "WinRateInterval",

@@ -28,7 +28,7 @@ DB_NAME = "evalsuite.sqlite"
 # The layout this release writes. History:
 #   0  unversioned stores of evalsuite 0.1.0 and earlier (user_version never set); the oldest lack judgments.score
 #   1  the same tables, with the version recorded in PRAGMA user_version
-#   2  + batches and batch_calls: batch files submitted for a run (evalsuite.batch), so a killed run re-attaches
+#   2  + batches and batch_calls: batch files submitted for a run (evalsuite.backends.batch), so a killed run re-attaches
 SCHEMA_VERSION = 2
 
 _TABLES: tuple[str, ...] = (
@@ -84,7 +84,7 @@ def _migrate_0_to_1(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ALTER TABLE judgments ADD COLUMN score REAL")
 
 
-# Batch files (evalsuite.batch): one row per submitted batch, one row per call in it. ``state`` of a call: pending
+# Batch files (evalsuite.backends.batch): one row per submitted batch, one row per call in it. ``state`` of a call: pending
 # (in the batch, no result stored yet), done (answered by the batch and stored), failed (the batch's answer was an
 # error; asked again live or in a follow-up batch).
 _BATCH_TABLES: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """``evalsuite calibrate``: win rates on the human scale. Reads the judge's votes (a run directory's own matches or a
 vote file) and human votes on a subset, both in the MT-Bench human-judgment vote shape that ``agreement`` reads
 (question_id, model_a, model_b, winner, judge, turn), and reports per model pair the judge-only, human-only and
-prediction-powered (PPI++) win rates with their CIs (``evalsuite.stats._ppi`` owns the statistics).
+prediction-powered (PPI++) win rates with their CIs (``evalsuite.stats.ppi_win_rate`` owns the statistics).
 
 Scores: a vote scores 1 for the model it picked, 0 for the other, 0.5 for any "tie..." winner; an item
 (question, turn, pair) with several votes (several annotators) scores their mean. ``model`` is the run's candidate and
@@ -14,47 +14,21 @@ did not judge, a pair with fewer than ``MIN_LABELLED`` labelled items, a winner 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from evalsuite.errors import InputError
-from evalsuite.stats import Vote
-from evalsuite.stats._ppi import CalibratedWinRate, WinRateInterval, ppi_win_rate
+from evalsuite.report.results import CalibratedRate, CalibrationRow
+from evalsuite.stats import CalibratedWinRate, Vote, WinRateInterval, ppi_win_rate
 
 MIN_LABELLED = 10
-SECTION = "calibration"  # key of the results document's section
 
 PairKey = tuple[str, str]  # (model, opponent)
 ItemScores = dict[tuple[str, int], float]
 
 
-@dataclass(frozen=True)
-class CalibrationRow:
-    """One model pair: win rate of ``model`` against ``opponent`` by the judge, by humans, and prediction-powered."""
-
-    model: str
-    opponent: str
-    judge: WinRateInterval
-    human: WinRateInterval
-    ppi: WinRateInterval
-    lam: float
-
-    def to_json(self) -> dict[str, Any]:
-        def block(w: WinRateInterval) -> dict[str, Any]:
-            return {"win_rate": w.win_rate, "ci_low": w.ci_low, "ci_high": w.ci_high, "n": w.n}
-
-        return {"model": self.model, "opponent": self.opponent, "judge": block(self.judge), "human": block(self.human),
-                "ppi": block(self.ppi), "ppi_lambda": self.lam}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> CalibrationRow:
-        def block(b: Mapping[str, Any]) -> WinRateInterval:
-            return WinRateInterval(float(b["win_rate"]), float(b["ci_low"]), float(b["ci_high"]), int(b["n"]),
-                                   int(b.get("n_questions", 0)))
-
-        return cls(str(d["model"]), str(d["opponent"]), block(d["judge"]), block(d["human"]), block(d["ppi"]),
-                   float(d.get("ppi_lambda", 0.0)))
+def _rate(w: WinRateInterval) -> CalibratedRate:
+    return CalibratedRate(w.win_rate, w.ci_low, w.ci_high, w.n, w.n_questions)
 
 
 def _score(v: Vote, where: str) -> float:
@@ -140,7 +114,7 @@ def calibrate_votes(
         except ValueError as exc:
             raise InputError(f"{pair[0]} vs {pair[1]}: {exc}", where=human_source,
                              fix="label items on more questions") from None
-        rows.append(CalibrationRow(pair[0], pair[1], r.judge, r.human, r.ppi, r.lam))
+        rows.append(CalibrationRow(pair[0], pair[1], _rate(r.judge), _rate(r.human), _rate(r.ppi), r.lam))
     return rows
 
 
@@ -170,41 +144,17 @@ def calibrate(
                            baseline=baseline, alpha=alpha)
 
 
-def calibration_markdown(extra: Mapping[str, Any]) -> str:
-    """The leaderboard's section for human-calibrated win rates ('' when the results have none)."""
-    data = extra.get(SECTION)
-    if not isinstance(data, list) or not data:
-        return ""
-    lines = [
-        "## Human-calibrated win rates",
-        "",
-        "Prediction-powered inference (PPI++, clustered by question): the judge's verdicts on every item corrected by "
-        "human votes on a subset. Judge-only CIs are centred on the judge's win rate; PPI's on the human one.",
-        "",
-        "| Model | vs | Judge only | Human only | PPI (human scale) | lambda |",
-        "| :--- | :--- | :--- | :--- | :--- | ---: |",
-    ]
-    for row in (CalibrationRow.from_json(d) for d in data):
-        lines.append(f"| {row.model} | {row.opponent} | {_cell(row.judge)} | {_cell(row.human)} | {_cell(row.ppi)} | {row.lam:.2f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(w: WinRateInterval) -> str:
-    return f"{100 * w.win_rate:.1f}% [{100 * w.ci_low:.1f}, {100 * w.ci_high:.1f}] (n={w.n})"
-
-
 def attach_to_run(run_dir: str | Path, rows: Sequence[CalibrationRow]) -> Path | None:
-    """Store ``rows`` in the run's results.json (section ``calibration``) and re-render its leaderboard; None when
-    the run has no results.json yet (nothing to attach to)."""
+    """Store ``rows`` in the run's results.json (its ``calibration`` section) and re-render its leaderboard; None
+    when the run has no results.json yet (nothing to attach to)."""
     from dataclasses import replace
 
-    from evalsuite.compare import write_outputs
+    from evalsuite.pipeline._stages import write_outputs
     from evalsuite.report.results import load_results
 
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         return None
-    results = load_results(path)
-    results = replace(results, extra={**results.extra, SECTION: [r.to_json() for r in rows]})
+    results = replace(load_results(path), calibration=tuple(rows))
     write_outputs(results, Path(run_dir))
     return path

@@ -1,6 +1,6 @@
 """Sequential judging (``compare --sequential``, ``gate --sequential``): judge questions in a seeded random order, in
 waves, and stop judging a candidate as soon as its gate decision is settled by an anytime-valid confidence sequence
-(``evalsuite.stats._sequential``: the statistics and their rules live there; this module only orchestrates).
+(``evalsuite.stats``: the statistics and their rules live there; this module only orchestrates).
 
 Per wave: every still-open candidate is judged against the baseline on the wave's questions (both turns, both
 orders, through the same judge stage as ``compare``, so every call is stored as it lands and a re-run makes none);
@@ -11,31 +11,33 @@ full ``compare`` on the same run judges only the questions left.
 
 Only candidate-vs-baseline pairs are judged (``judging.pairs = "all"`` is ignored here: head-to-head matches are not
 part of a gate decision). The results document is ``compare``'s, over the questions judged so far, with a
-``sequential`` section (:class:`SequentialRun`) that the leaderboard and ``gate --sequential`` print.
+``sequential`` section (:class:`~evalsuite.report.results.SequentialRun`) that the leaderboard and
+``gate --sequential`` print.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from evalsuite.backends.roles import StageBackends
 from evalsuite.config import Config, ModelSpec
 from evalsuite.errors import InputError
+from evalsuite.pipeline._stages import PipelineRun, collect_matches, compute_results, run_pipeline, write_outputs
 from evalsuite.records import Match, Question
-from evalsuite.stats._sequential import (
-    DEFAULT_BETTING,
-    BETTING,
-    check_rule,
-    decide,
-    family_alpha,
-    sequence_bounds,
+from evalsuite.report.results import (
+    CandidateSequence,
+    Results,
+    SequentialRun,
+    SequentialSettings,
+    StatsOptions,
+    WaveLook,
 )
-
-SECTION = "sequential"  # key of the results document's section
-
+from evalsuite.stats import BETTING, DEFAULT_BETTING, check_rule, decide, family_alpha, sequence_bounds
 
 @dataclass(frozen=True)
 class SequentialOptions:
@@ -47,6 +49,10 @@ class SequentialOptions:
     wave: int = 8
     seed: int = 0
     betting: str = DEFAULT_BETTING
+
+    def settings(self) -> SequentialSettings:
+        """The options as the results document records them."""
+        return SequentialSettings(self.rule, self.threshold, self.alpha, self.wave, self.seed, self.betting)
 
     def check(self) -> None:
         check_rule(self.rule)
@@ -61,83 +67,13 @@ class SequentialOptions:
 
 
 @dataclass(frozen=True)
-class WaveLook:
-    """A candidate's sequence after a wave: questions scored so far, their mean and the bounds."""
-
-    questions: int
-    mean: float | None
-    lower: float
-    upper: float
-
-
-@dataclass(frozen=True)
-class CandidateSequence:
-    """One candidate's sequential decision: how many questions and judge calls it took, and the sequence then."""
-
-    model: str
-    decision: str  # pass | fail
-    settled: bool  # the sequence settled it (False: the questions ran out and the rule's default applied)
-    questions_used: int
-    questions_total: int
-    calls_used: int
-    calls_full: int
-    alpha: float  # this candidate's level: the family's alpha / K
-    mean: float | None
-    lower: float
-    upper: float
-    history: tuple[WaveLook, ...] = ()
-
-    @property
-    def calls_saved(self) -> float:
-        return 1.0 - self.calls_used / self.calls_full if self.calls_full else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["history"] = [asdict(h) for h in self.history]
-        out["calls_saved"] = round(self.calls_saved, 6)
-        return out
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> CandidateSequence:
-        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "history"}
-        return cls(**fields, history=tuple(WaveLook(**h) for h in d.get("history") or []))
-
-
-@dataclass(frozen=True)
-class SequentialRun:
-    """The ``sequential`` section of a results document: the options, the question order and each candidate."""
-
-    options: SequentialOptions
-    order: tuple[str, ...]
-    candidates: tuple[CandidateSequence, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(c.decision == "pass" for c in self.candidates)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self.options), "order": list(self.order), "candidates": [c.to_json() for c in self.candidates]}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> SequentialRun:
-        opts = SequentialOptions(**{k: d[k] for k in SequentialOptions.__dataclass_fields__ if k in d})
-        return cls(opts, tuple(d.get("order") or ()), tuple(CandidateSequence.from_json(c) for c in d.get("candidates") or []))
-
-
-@dataclass(frozen=True)
 class SequentialOutcome:
     """What ``run_sequential`` returns: the results document (with its section), the run, and the files written."""
 
-    results: Any  # evalsuite.report.results.Results (imported lazily: this module stays light for the leaderboard)
+    results: Results
     run: SequentialRun
     results_path: Path
     leaderboard_path: Path
-
-
-def sequential_section(extra: Mapping[str, Any]) -> SequentialRun | None:
-    """The sequential section of a results document's extra keys, if it has one."""
-    d = extra.get(SECTION)
-    return SequentialRun.from_json(d) if isinstance(d, Mapping) else None
 
 
 def question_order(questions: Sequence[Question], seed: int) -> list[Question]:
@@ -166,55 +102,33 @@ def run_sequential(
     candidates: Sequence[ModelSpec],
     options: SequentialOptions,
     *,
-    progress: Any,
+    progress: Callable[[str, int], Any],
     retry_errors: bool = False,
-    backends: Mapping[str, Any] | None = None,
+    backends: StageBackends | None = None,
     generate_answers: bool = True,
-    stats_options: Any = None,
+    stats_options: StatsOptions | None = None,
 ) -> SequentialOutcome:
     """Sequential ``compare``: judge in waves until every candidate's decision is settled or the questions run out,
     then write ``results.json`` (with its ``sequential`` section) and ``leaderboard.md`` like ``compare``."""
-    from evalsuite.backends import make_backend
-    from evalsuite.bench import load_benchmark
-    from evalsuite.compare import collect_matches, compute_results, write_outputs
-    from evalsuite.generate import generate_all
-    from evalsuite.judge._calls import judge_label, run_judge
-    from evalsuite.judge.templates import load_template
-    from evalsuite.report.results import StatsOptions
-    from evalsuite.store import RunStore
-
     options.check()
     if not candidates:
         raise InputError("no candidates to judge", fix="name at least one candidate besides the baseline")
-    questions = load_benchmark(config.bench)
-    if config.judging.template:
-        load_template(config.judging.template)  # a bad template fails before any model call
-    order = question_order(questions, options.seed)
-    order_ids = [q.question_id for q in order]
     names = [c.name for c in candidates]
     level = family_alpha(options.alpha, len(names))
-    label = judge_label(config.judge)
-    calls_full = sum(_calls(q) for q in order)
-    open_ = list(names)
-    history: dict[str, list[WaveLook]] = {n: [] for n in names}
-    done: dict[str, CandidateSequence] = {}
-    judge_backend = (backends or {}).get("__judge__")
-    own_backend = None
-    store = RunStore(config.run_dir)
-    try:
-        store.put_questions(questions)
-        if generate_answers:
-            generate_all([baseline, *candidates], questions, store, progress=progress, backends=backends)
-        if judge_backend is None:
-            # one judge backend for every wave: a local judge loads its weights once
-            judge_backend = own_backend = make_backend(config.judge)
+
+    def judge_in_waves(run: PipelineRun) -> tuple[list[str], dict[str, CandidateSequence], Results]:
+        order = question_order(run.questions, options.seed)
+        order_ids = [q.question_id for q in order]
+        calls_full = sum(_calls(q) for q in order)
+        open_ = list(names)
+        history: dict[str, list[WaveLook]] = {n: [] for n in names}
+        done: dict[str, CandidateSequence] = {}
         for start in range(0, len(order), options.wave):
             wave = order[start : start + options.wave]
             seen = order[: start + len(wave)]
             last = start + len(wave) >= len(order)
-            run_judge(config.judge, [(c, baseline.name) for c in open_], wave, store, config.judging,
-                      progress=progress, retry_errors=retry_errors, backend=judge_backend)
-            matches = collect_matches(store, label, seen, baseline.name, open_, config.judging.mode)
+            run.judge_pairs([(c, baseline.name) for c in open_], wave)
+            matches = collect_matches(run.store, run.judge_name, seen, baseline.name, open_, config.judging.mode)
             for name in list(open_):
                 scores = question_scores(matches, name, order_ids)
                 b = sequence_bounds(scores, alpha=level, betting=options.betting,  # type: ignore[arg-type]
@@ -234,14 +148,16 @@ def run_sequential(
             if not open_:
                 break
         used = max(c.questions_used for c in done.values())
-        results = compute_results(store, config, order[:used], baseline, candidates,
+        results = compute_results(run.store, config, order[:used], baseline, candidates,
                                   stats_options=stats_options or StatsOptions(seed=config.seed))
-    finally:
-        if own_backend is not None:
-            own_backend.close()
-        store.close()
-    run = SequentialRun(options, tuple(order_ids), tuple(done[n] for n in names))
-    results = replace(results, extra={**results.extra, SECTION: run.to_json()})
+        return order_ids, done, results
+
+    out = run_pipeline(judge_in_waves, questions=config.bench, store=Path(config.run_dir), models=[baseline, *candidates],
+                       judge=config.judge, judging=config.judging, progress=progress, backends=backends,
+                       generate=generate_answers, retry_errors=retry_errors)
+    order_ids, done, results = out.value
+    run = SequentialRun(options.settings(), tuple(order_ids), tuple(done[n] for n in names))
+    results = replace(results, sequential=run)
     rp, lp = write_outputs(results, config.run_dir)
     return SequentialOutcome(results, run, rp, lp)
 
@@ -263,31 +179,3 @@ def sequential_lines(run: SequentialRun, baseline: str) -> list[str]:
             f"{bound} (rule {o.rule})"
         )
     return lines
-
-
-def sequential_markdown(extra: Mapping[str, Any]) -> str:
-    """The leaderboard's section for a sequential run ('' when the results have none)."""
-    run = sequential_section(extra)
-    if run is None:
-        return ""
-    o = run.options
-    k = len(run.candidates)
-    rows = [
-        "## Sequential judging",
-        "",
-        f"Questions judged in a seeded random order (seed {o.seed}) in waves of {o.wave}; each candidate stopped once "
-        f"its `{o.rule}` decision at {100 * o.threshold:.1f}% was settled by an anytime-valid confidence sequence "
-        f"({o.betting} betting), family-wise error {o.alpha:g} over {k} candidate{'s' if k != 1 else ''} "
-        "(Bonferroni). Win rates above are over the questions judged.",
-        "",
-        "| Model | Decision | Questions used | Judge calls | Calls saved | Sequence at stopping | Mean |",
-        "| :--- | :--- | ---: | ---: | ---: | :--- | ---: |",
-    ]
-    for c in run.candidates:
-        mean = "-" if c.mean is None else f"{100 * c.mean:.1f}%"
-        how = "" if c.settled else " (questions ran out)"
-        rows.append(
-            f"| {c.model} | {c.decision}{how} | {c.questions_used} / {c.questions_total} | {c.calls_used} / {c.calls_full} "
-            f"| {100 * c.calls_saved:.0f}% | [{100 * c.lower:.1f}%, {100 * c.upper:.1f}%] at {100 * (1 - c.alpha):g}% | {mean} |"
-        )
-    return "\n".join(rows) + "\n"

@@ -2,7 +2,7 @@
 
 This module owns the loop's labeling step (``evalsuite label``, and each round of ``evalsuite iterate``):
 
-- reading a prompts file (:func:`read_prompts`);
+- reading a prompts file (:func:`read_prompts`, from :mod:`evalsuite.bench.prompts`);
 - sampling: sample ``k`` of the policy is the model ``<policy>@s<k>`` in the run store, asked with seed
   ``seed + k``, so each sample has its own cache key and is stored (and resumed) like any other generation;
 - the judging schedule (:func:`next_pairs`): **all pairs** for K <= 4; for larger K the **pivot** schedule: every
@@ -15,8 +15,10 @@ This module owns the loop's labeling step (``evalsuite label``, and each round o
 - labeling health (:class:`LabelReport`): share of prompts with a usable pair, the judge's position consistency,
   ``labels unreliable`` below 80%.
 
-Every judge call goes through the judge stage's own planner (``judge/_calls.py``), in both orders, and is committed
-to the run store as it lands: a killed ``label`` re-run asks only what is missing.
+Labeling runs the pipeline's stages (:func:`evalsuite.pipeline._stages.run_pipeline`: the prompts as questions, the
+K samples as the answer models); its judge step plans on the schedule with the judge stage's planner, in both
+orders, and every call is committed to the run store as it lands: a killed ``label`` re-run asks only what is
+missing.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from evalsuite.backends import ChatBackend
+from evalsuite.bench.prompts import read_prompts
 from evalsuite.config import ModelSpec
 from evalsuite.errors import InputError
-from evalsuite.jsonl import iter_jsonl
+from evalsuite.judge import judge_health, judge_label
 from evalsuite.records import Judgment, Match, ParsedVerdict, Question
+from evalsuite.store import RunStore
 from evalsuite.store.atomic import atomic_write_text
-from evalsuite.trainers._data import PreferencePair
+from evalsuite.trainers import PreferencePair
 from evalsuite.trainers.data_check import LENGTH_BIAS_RATIO, MAX_WORDS, MIN_WORDS, check_preferences, near_identical
 
 SCHEDULES: tuple[str, ...] = ("auto", "all-pairs", "pivot")
@@ -72,34 +77,6 @@ class LabelOptions:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Prompts
-
-
-def read_prompts(path: str | Path) -> list[Question]:
-    """Prompts from a JSONL file: ``{"prompt": str}`` (optional ``id``/``question_id``, ``category``), or a question
-    record (``turns``: its first turn is the prompt). An empty file is an input error."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such prompts file", where=str(p), fix="pass a JSONL file with one {\"prompt\": ...} per line")
-    out: list[Question] = []
-    seen: set[str] = set()
-    for number, (line, obj) in enumerate(iter_jsonl(p), 1):
-        text = obj.get("prompt")
-        if text is None and isinstance(obj.get("turns"), list) and obj["turns"]:
-            text = obj["turns"][0]
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(
-                f"record {number} (line {line}) has no prompt",
-                where=str(p),
-                fix='give each line a non-empty "prompt" string (or "turns": [...])',
-            )
-        qid = str(obj.get("id") or obj.get("question_id") or f"p{number}")
-        if qid in seen:
-            raise InputError(f"record {number} (line {line}) repeats id {qid!r}", where=str(p), fix="give each prompt its own id")
-        seen.add(qid)
-        out.append(Question(qid, str(obj.get("category") or "general"), (text,)))
-    if not out:
-        raise InputError("the prompts file has no prompts", where=str(p), fix="add one {\"prompt\": ...} per line")
-    return out
 
 
 def check_disjoint(prompts: Sequence[Question], benchmark: Sequence[Question], *, where: str) -> None:
@@ -395,23 +372,24 @@ def label(
     prompts: Sequence[Question],
     policy: ModelSpec,
     judge: ModelSpec,
-    store: Any,
+    store: RunStore,
     out: str | Path,
     options: LabelOptions,
     *,
     progress: ProgressFactory,
     template: str | None = None,
-    policy_backend: Any = None,
-    judge_backend: Any = None,
+    policy_backend: ChatBackend | None = None,
+    judge_backend: ChatBackend | None = None,
 ) -> LabelReport:
     """Sample, judge both orders on the schedule, pick, filter, write ``out``; resumable at every call.
 
     ``store`` is the :class:`~evalsuite.store.RunStore` every sample and judgment is committed to.
     """
     from evalsuite.backends import make_backend
-    from evalsuite.generate import generate_all
-    from evalsuite.judge._calls import ask_judge, judge_label, plan_requests
-    from evalsuite.judge.swap import judge_health
+    from evalsuite.backends.roles import StageBackends
+    from evalsuite.config import JudgingOptions
+    from evalsuite.judge import plan_requests
+    from evalsuite.pipeline._stages import PipelineRun, run_pipeline
 
     options.validate()
     if not prompts:
@@ -419,33 +397,30 @@ def label(
     schedule = options.resolved_schedule()
     specs = sample_specs(policy, options)
     names = [s.name for s in specs]
-    store.put_questions(prompts)
-
-    # 1. samples: one backend shared by the K sample specs (K differently seeded views of one model)
-    backend = policy_backend or make_backend(policy)
-    try:
-        summaries = generate_all(specs, prompts, store, progress=progress, backends={n: backend for n in names})
-    except InputError as exc:
-        raise InputError(f"sampling: {exc}") from None
-    finally:
-        if policy_backend is None:
-            backend.close()
-    gen_calls = sum(s.requested for s in summaries)
-    answers = {n: store.answers(n) for n in names}
-    failed = [s for s in summaries if s.errors]
-    if failed and not any(answers.values()):
-        raise InputError(f"policy {policy.name!r} produced no sample ({failed[0].first_error})",
-                         fix="check the policy's [models] entry; re-run the same command to resume")
-
-    # 2. judging in stages; each stage is re-derived from what the store holds, so a resumed run continues the stage
-    label_name = judge_label(judge)
     by_id = {q.question_id: q for q in prompts}
-    jbackend = judge_backend or make_backend(judge)
-    calls = errors = 0
-    asked: set[str] = set()
-    try:
+    # one policy backend shared by the K sample specs (K differently seeded views of one model)
+    policy_own = policy_backend is None
+    backend = policy_backend or make_backend(policy)
+
+    def release_policy() -> None:
+        nonlocal policy_own
+        if policy_own:
+            policy_own = False
+            backend.close()  # a local policy returns its memory before the judge loads
+
+    def judge_on_schedule(run: PipelineRun) -> tuple[dict[str, Any], int, int, int]:
+        release_policy()
+        summaries = run.generation
+        answers = {n: store.answers(n) for n in names}
+        failed = [s for s in summaries if s.errors]
+        if failed and not any(answers.values()):
+            raise InputError(f"policy {policy.name!r} produced no sample ({failed[0].first_error})",
+                             fix="check the policy's [models] entry; re-run the same command to resume")
+        # judging in stages; each stage is re-derived from what the store holds, so a resumed run continues it
+        calls = errors = 0
+        asked: set[str] = set()
         while True:
-            stored = store.judgments(label_name)
+            stored = store.judgments(run.judge_name)
             matches = _matches_by_prompt(stored, prompts, names)
             # a failed call (reason api) is not finished work: it is asked again; a parse error is an answer
             done = {(j.question_id, j.turn, j.model_a, j.model_b): (j.cache_key, j.verdict)
@@ -464,17 +439,24 @@ def label(
                 break
             asked.update(r.key for r in requests)
             try:
-                made, errs = ask_judge(judge, requests, store, f"label: judge ({label_name})", progress, jbackend)
+                made, errs = run.ask(requests, f"label: judge ({run.judge_name})")
             except InputError as exc:
                 raise InputError(f"judging: {exc}") from None
             calls += made
             errors += errs
             if made and errs == made:
-                fresh = [j for j in store.judgments(label_name) if j.verdict == "error" and j.reason == "api"]
+                fresh = [j for j in store.judgments(run.judge_name) if j.verdict == "error" and j.reason == "api"]
                 raise _unreachable(judge, fresh)
+        return answers, sum(s.requested for s in summaries), calls, errors
+
+    try:
+        out_run = run_pipeline(judge_on_schedule, questions=prompts, store=store, models=specs, judge=judge,
+                               judging=JudgingOptions(template=template), progress=progress, generate_stage="sampling",
+                               backends=StageBackends(models={n: backend for n in names}, judge=judge_backend))
     finally:
-        if judge_backend is None:
-            jbackend.close()
+        release_policy()
+    answers, gen_calls, calls, errors = out_run.value
+    label_name = judge_label(judge)
 
     # 3. pick chosen/rejected per prompt
     stored = store.judgments(label_name)

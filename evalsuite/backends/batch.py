@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Final, Literal, Mapping, Protocol, Sequence
 
 from evalsuite.backends._base import ChatRequest, ChatResult, OnDone, Progress
+from evalsuite.backends.roles import StageBackends
 from evalsuite.errors import InputError
 from evalsuite.store.atomic import atomic_write_text
 from evalsuite.store.names import path_inside, safe_file_name
@@ -699,9 +700,9 @@ def _retry_live(spec: "ModelSpec", failed: Sequence[ChatRequest], round_: _Round
 
 
 class BatchBackend:
-    """A ``ChatBackend`` whose ``run`` goes through :func:`run_batched`: pass it where a stage takes a backend
-    (``backends={"__judge__": ...}`` of ``run_compare``, ``backends={name: ...}`` of ``generate_all``). It opens the
-    run store of ``run_dir`` for its batch records; ``reports`` keeps what each ``run`` did."""
+    """A ``ChatBackend`` whose ``run`` goes through :func:`run_batched`: pass it where a stage takes a backend (the
+    ``judge`` or a model of a :class:`~evalsuite.backends.roles.StageBackends`). It opens the run store of
+    ``run_dir`` for its batch records; ``report`` keeps what its runs did."""
 
     name = "batch"
 
@@ -721,18 +722,17 @@ class BatchBackend:
 
 
 def batch_backends(judge: "ModelSpec | None", models: Sequence["ModelSpec"], run_dir: str | Path,
-                   options: BatchOptions) -> dict[str, BatchBackend]:
-    """Batch backends for a stage: ``"__judge__"`` for the judge (when given) and one per answer model whose backend
-    has batch files (others, e.g. ``hf``, stay live)."""
+                   options: BatchOptions) -> StageBackends:
+    """Batch backends for a workflow: the judge's (when given) and one per answer model whose backend has batch
+    files (others, e.g. ``hf``, stay live)."""
+    judge_backend = None if judge is None else BatchBackend(judge, run_dir, options)  # the judge's endpoint is checked first
     out: dict[str, BatchBackend] = {}
-    if judge is not None:
-        out["__judge__"] = BatchBackend(judge, run_dir, options)
     for spec in models:
         if spec.backend in PROVIDERS:
             out[spec.name] = BatchBackend(spec, run_dir, options)
         else:
             _note(options, f"model {spec.name!r} has backend {spec.backend!r}, which has no batch files: asked live")
-    return out
+    return StageBackends(models=out, judge=judge_backend)
 
 
 __all__ = [

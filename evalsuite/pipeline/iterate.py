@@ -3,7 +3,7 @@
 Round r (1-based) of ``[iterate]``:
 
 1. **label**: the policy of round r (the SFT baseline for r = 1, else checkpoint ``<variant>-r<r-1>``) samples K
-   answers per labeling prompt; the judge labels swap-consistent pairs (:mod:`evalsuite.label`) into
+   answers per labeling prompt; the judge labels swap-consistent pairs (:mod:`evalsuite.pipeline.label`) into
    ``<dir>/pairs-r<r>.jsonl``;
 2. **train**: the variant is trained from the round's policy on those pairs (:func:`evalsuite.trainers.train`) and
    registered in the manifest as ``<variant>-r<r>``, so ``evalsuite compare sft dpo-r1 dpo-r2`` works; the reference
@@ -164,36 +164,24 @@ def _versus(results: Any, model: str) -> Versus:
     return Versus(model, results.baseline, c.win_rate, c.ci_low, c.ci_high, c.n)
 
 
-def _compare(config: Config, base: ModelSpec, cands: Sequence[ModelSpec], store: Any, out_dir: Path,
-             progress: ProgressFactory, alpha: float) -> Any:
-    from evalsuite.bench import load_benchmark
-    from evalsuite.compare import compute_results, judged_pairs, write_outputs
-    from evalsuite.generate import generate_all
-    from evalsuite.judge._calls import run_judge
+def _compare(config: Config, base: ModelSpec, cands: Sequence[ModelSpec], out_dir: Path, progress: ProgressFactory,
+             alpha: float) -> Any:
+    """``compare`` on the evaluation benchmark (candidates vs ``base`` only), strict: a model with no answer or an
+    unreachable judge stops the round."""
+    from evalsuite.pipeline.compare import run_compare
     from evalsuite.report.results import StatsOptions
 
-    questions = load_benchmark(config.bench)
-    store.put_questions(questions)
-    gen = generate_all([base, *cands], questions, store, progress=progress)
-    failed = [g for g in gen if g.errors and g.requested == g.errors]
-    if failed:
-        raise InputError(f"model {failed[0].model} produced no answer ({failed[0].first_error})")
-    summary = run_judge(config.judge, judged_pairs(base.name, [c.name for c in cands], "baseline"), questions, store,
-                        config.judging, progress=progress)
-    if summary.requested and summary.errors == summary.requested:
-        raise InputError(f"judge {summary.judge!r} cannot be reached: every call failed",
-                         fix="start the judge server or fix [judge]; re-run the same command to resume")
-    results = compute_results(store, config, questions, base, cands,
-                              stats_options=StatsOptions(seed=config.seed, alpha=alpha, confidence=1 - alpha))
-    write_outputs(results, out_dir)
-    return results
+    outcome = run_compare(replace(config, judging=replace(config.judging, pairs="baseline")), base, cands,
+                          progress=progress, stats_options=StatsOptions(seed=config.seed, alpha=alpha, confidence=1 - alpha),
+                          viewer=False, out_dir=out_dir, strict=True)
+    return outcome.results
 
 
 def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
             say: Callable[[str], None] = lambda _: None) -> IterateOutcome:
     """Run (or resume) ``opts.rounds`` rounds; see the module docstring."""
     from evalsuite.bench import load_benchmark
-    from evalsuite.label import LabelOptions, check_disjoint, label, read_prompts
+    from evalsuite.pipeline.label import LabelOptions, check_disjoint, label, read_prompts
     from evalsuite.manifest import upsert_entry, utc_now
     from evalsuite.store import RunStore
 
@@ -271,16 +259,16 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
             say(f"round {r}: compare on the evaluation benchmark")
             try:
                 rounds = resolve_models(config, [round_name(opts.variant, i) for i in range(1, r + 1)])
-                with RunStore(work / "eval") as store:
-                    vs_base = _compare(config, baseline, rounds, store, work / "eval" / f"vs-{opts.baseline}", progress,
-                                       opts.alpha)
-                    if r > 1:
-                        prev = resolve_models(config, [prev_name])[0]
-                        vs_prev_res = _compare(config, prev, rounds[-1:], store, work / "eval" / f"r{r}-vs-r{r - 1}",
-                                               progress, opts.alpha)
-                        vs_prev = _versus(vs_prev_res, name)
-                    else:
-                        vs_prev = _versus(vs_base, name)
+                eval_config = replace(config, run_dir=work / "eval")  # one store for every round's comparisons
+                vs_base = _compare(eval_config, baseline, rounds, work / "eval" / f"vs-{opts.baseline}", progress,
+                                   opts.alpha)
+                if r > 1:
+                    prev = resolve_models(config, [prev_name])[0]
+                    vs_prev_res = _compare(eval_config, prev, rounds[-1:], work / "eval" / f"r{r}-vs-r{r - 1}",
+                                           progress, opts.alpha)
+                    vs_prev = _versus(vs_prev_res, name)
+                else:
+                    vs_prev = _versus(vs_base, name)
             except InputError as exc:
                 raise _in_step(r, "compare", exc) from None
             save(r, step="done", vs_baseline=_versus(vs_base, name).to_json(), vs_previous=vs_prev.to_json())
