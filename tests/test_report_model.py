@@ -1,7 +1,7 @@
 """Every results section typed, kept across a later compare, and one leaderboard model rendered twice (issue 17).
 
-- sequential and calibration sections are typed records of ``Results`` with a JSON round trip, and a section handed
-  over as JSON in ``extra`` (how workflows attached it before) is read into its field;
+- sequential and calibration sections are typed records of ``Results`` with a JSON round trip, and files written
+  before they were typed read into the fields;
 - rewriting results.json (a later plain ``compare``) keeps the sections it did not recompute;
 - markdown and HTML render one model (``build_leaderboard``), and report/ imports no orchestration module;
 - ``gate --sequential`` writes the GitHub step summary like ``gate``.
@@ -68,13 +68,18 @@ def test_sections_are_typed_and_round_trip_through_json() -> None:
     assert Results.from_json(data) == res
 
 
-def test_a_section_attached_as_json_in_extra_is_read_into_its_field() -> None:
-    base = _results({"dpo": 0.8})
-    attached = replace(base, extra={"sequential": SEQUENTIAL.to_json(), "calibration": [r.to_json() for r in CALIBRATION],
-                                    "future_key": 1})
-    assert attached.sequential == SEQUENTIAL and attached.calibration == CALIBRATION
-    assert dict(attached.extra) == {"future_key": 1}
-    md = render_markdown(attached)
+def test_sections_written_before_they_were_typed_read_into_their_fields() -> None:
+    # the JSON shape of both sections is the one the sequential and calibrate workflows wrote into ``extra`` before
+    data = json.loads(_results({"dpo": 0.8}).dumps())
+    data.update(sequential=SEQUENTIAL.to_json(), calibration=[r.to_json() for r in CALIBRATION], future_key=1)
+    for row in data["calibration"]:  # that writer did not record the questions behind each rate
+        for side in ("judge", "human", "ppi"):
+            del row[side]["n_questions"]
+    read = Results.from_json(data)
+    assert read.sequential == SEQUENTIAL and dict(read.extra) == {"future_key": 1}
+    assert read.calibration[0].judge.n_questions is None and read.calibration[0].lam == 0.8
+    assert json.loads(read.dumps())["calibration"] == data["calibration"]  # written back as it was read
+    md = render_markdown(read)
     assert "## Sequential judging" in md and "## Human-calibrated win rates" in md
     assert "| `dpo` | pass | 16 / 30 | 64 / 120 | 47% |" in md
 

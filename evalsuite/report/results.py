@@ -4,9 +4,12 @@ This module owns the document every reader of a run's outcome uses (markdown, CS
 table, the Python API). Nothing outside it looks up a results field by string key:
 
 - ``Results`` and its parts (``Comparison``, ``TurnResult``, ``TurnDifference``, ``VariantPair``, ``Rating``,
-  ``Sweep``, ``Health``, ``HealthGroup``, ``RunInfo``, ...) are frozen dataclasses with ``to_json()`` /
+  ``Sweep``, ``Health`` and its ``HealthVerdict``, ``HealthGroup``, ``RunInfo``, the ``sequential`` section
+  ``SequentialRun`` and the ``calibration`` section's ``CalibrationRow``) are frozen dataclasses with ``to_json()`` /
   ``from_json()``. ``from_json`` reads every results.json this project has written (fields added since get their
   defaults; keys it does not know are kept in ``extra`` and written back), ``load_results(path)`` reads a file.
+- ``with_kept_sections(results, path)``: what a later run writes in place of an earlier results.json keeps the
+  sections it did not recompute (sequential, calibration, unknown keys), for the same baseline.
 - How a ``Results`` is computed from matches lives in ``evalsuite.report.build`` (``build_results``, pure). Per candidate vs the baseline: counts, win rate,
   question-clustered bootstrap CIs (percentile and BCa), bootstrap and sign-test p-values, Holm over the family,
   length-controlled win rate, per-category and per-turn win rates (with a paired test of turn 2 minus turn 1).
@@ -876,19 +879,6 @@ class Results:
     sequential: SequentialRun | None = None
     calibration: tuple[CalibrationRow, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A section handed over as JSON under its key in ``extra`` (how workflows attached it before the sections
-        # were typed) is read into its typed field, so there is one copy of it and every renderer sees it.
-        if not any(k in self.extra for k in KEPT_SECTIONS):
-            return
-        extra = dict(self.extra)
-        seq, cal = extra.pop("sequential", None), extra.pop("calibration", None)
-        if self.sequential is None and isinstance(seq, Mapping):
-            object.__setattr__(self, "sequential", SequentialRun.from_json(seq))
-        if not self.calibration and isinstance(cal, list):
-            object.__setattr__(self, "calibration", tuple(CalibrationRow.from_json(r) for r in cal))
-        object.__setattr__(self, "extra", extra)
 
     def comparison(self, model: str) -> Comparison | None:
         return next((c for c in self.comparisons if c.model == model), None)
