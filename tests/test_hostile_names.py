@@ -234,15 +234,20 @@ def test_export_refuses_an_out_folder_whose_subfolder_links_outside(tmp_path: Pa
     assert not any((tmp_path / "elsewhere").iterdir())
 
 
-def test_a_hostile_config_model_name_fails_compare_before_any_model_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verb", ["compare", "label"])
+def test_a_hostile_config_model_name_fails_before_any_model_call_or_write(tmp_path: Path, verb: str) -> None:
     questions = write_questions(tmp_path / "questions.jsonl", n=2)
+    args = {"compare": ["compare", "sft", "../../x", "--run-dir", "run"],
+            "label": ["label", str(questions), "--policy", "../../x", "--out", "prefs.jsonl", "--run-dir", "run"]}[verb]
     with FakeOpenAIServer(strengths={"sft": 0.0}) as srv:
         cfg = write_config(tmp_path / "evalsuite.toml", srv.base_url, ["sft"], questions)
         cfg.write_text(cfg.read_text() + f'\n[models."../../x"]\nbackend = "openai"\nbase_url = "{srv.base_url}"\n')
-        res = run_cli("compare", "sft", "../../x", "--config", str(cfg), "--run-dir", "run", "--quiet", cwd=tmp_path)
+        before = _files_under(tmp_path)
+        res = run_cli(*args, "--config", str(cfg), "--quiet", cwd=tmp_path)
         assert srv.stats()["total_requests"] == 0
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "model name '../../x'" in res.stderr
+    assert f"{cfg}: model name '../../x'" in res.stderr
+    assert _files_under(tmp_path) == before  # no run store, no preference file
 
 
 # --- the other writers ----------------------------------------------------------------------------------------------
