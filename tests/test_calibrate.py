@@ -64,7 +64,7 @@ def test_calibrate_a_run_prints_three_win_rates_and_stores_them(run: Path, tmp_p
     row = rows[0]
     assert set(row) >= {"model", "opponent", "judge", "human", "ppi"}
     for block in ("judge", "human", "ppi"):
-        assert set(row[block]) == {"win_rate", "ci_low", "ci_high", "n"}
+        assert set(row[block]) == {"win_rate", "ci_low", "ci_high", "n", "n_questions"}
         assert 0.0 <= row[block]["ci_low"] <= row[block]["win_rate"] <= row[block]["ci_high"] <= 1.0
     # judge-only: the run's own strict win rate of dpo vs sft over all 32 items
     results = json.loads((run / "results.json").read_text())
