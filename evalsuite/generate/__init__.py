@@ -38,8 +38,8 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
 
     A local model (hf, vllm) adds a fingerprint of its weight, config and tokenizer files and of its adapter's
     (:mod:`evalsuite.generate.identity`; an alias such as "smollm2" is resolved to its checkpoint first), so
-    retraining into the same folder asks again. ``revision`` is added when
-    set, on any backend; an endpoint model without one keeps the key it always had.
+    retraining into the same folder asks again. ``revision`` is added when set, on any backend; an endpoint model
+    without one keeps the key it always had.
     """
     identity: dict[str, Any] = {
         "backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter,
