@@ -49,8 +49,8 @@ def test_compare_two_local_checkpoints_with_a_local_logprob_judge(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    res = run_cli("demo", "--out", str(tmp_path / "demo"), "--quiet", cwd=tmp_path, timeout=900)
+def test_tiny_demo_runs_end_to_end(tmp_path: Path) -> None:
+    res = run_cli("demo", "--tiny", "--out", str(tmp_path / "demo"), "--quiet", cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads((tmp_path / "demo" / "run" / "results.json").read_text())
     assert results["baseline"] == "sft"

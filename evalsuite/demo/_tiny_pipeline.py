@@ -1,4 +1,4 @@
-"""``evalsuite demo``: the whole pipeline on tiny local models, on CPU, with no network.
+"""``evalsuite demo --tiny``: the whole pipeline on tiny random-weight models, on CPU, with no network (a smoke run).
 
 Builds a tiny random-weight base model and tokenizer, fine-tunes it into ``sft`` on bundled data, trains ``dpo`` and
 ``simpo`` at two betas each (LoRA), generates on a subset of the bundled benchmark with the ``hf`` backend, judges
@@ -20,7 +20,7 @@ from evalsuite.config import Config, JudgingOptions, ModelSpec, resolve_models
 if TYPE_CHECKING:
     from evalsuite.report.results import Results
 
-NOTE = (
+TINY_NOTE = (
     "Demo on tiny random-weight models trained for a few steps on CPU: the judge is as tiny as the contestants, so "
     "every verdict here is noise. The figures show the pipeline working, not that any variant is better; the judge "
     "health table shows what a useless judge looks like (position consistency, first-position win share)."
@@ -37,8 +37,8 @@ Run the same pipeline on real checkpoints:
 
 
 @dataclass(frozen=True)
-class DemoOptions:
-    out: Path = Path("runs/demo")
+class TinyDemoOptions:
+    out: Path = Path("runs/demo-tiny")
     questions_per_category: int = 1
     sft_steps: int = 40
     pref_steps: int = 12
@@ -46,7 +46,7 @@ class DemoOptions:
     seed: int = 0
 
 
-def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Callable[[str, int], Any]) -> Results:
+def run_tiny_demo(options: TinyDemoOptions, *, say: Callable[[str], None], progress: Callable[[str, int], Any]) -> Results:
     from evalsuite.pipeline.compare import run_compare
     from evalsuite.demo.tiny import build_tiny_model
     from evalsuite.report.results import StatsOptions
@@ -95,10 +95,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
     step(f"generating and judging: {baseline.name} vs {', '.join(c.name for c in candidates)} "
          f"on {options.questions_per_category} question(s) per category, both turns, both orders")
     outcome = run_compare(config, baseline, candidates, progress=progress,
-                          stats_options=StatsOptions(n_resamples=10_000, bt_rounds=1_000, seed=options.seed), note=NOTE)
+                          stats_options=StatsOptions(n_resamples=10_000, bt_rounds=1_000, seed=options.seed), note=TINY_NOTE)
     step(f"done: {outcome.leaderboard_path}")
     return outcome.results
 
 
-def with_out(options: DemoOptions, out: str | None) -> DemoOptions:
-    return options if out is None else replace(options, out=Path(out))
