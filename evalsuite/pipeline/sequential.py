@@ -17,9 +17,9 @@ part of a gate decision). The results document is ``compare``'s, over the questi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from evalsuite.report.results import (
     WaveLook,
 )
 from evalsuite.stats import BETTING, DEFAULT_BETTING, check_rule, decide, family_alpha, sequence_bounds
+
 
 @dataclass(frozen=True)
 class SequentialOptions:
