@@ -12,8 +12,7 @@ from pathlib import Path
 import click
 
 from evalsuite.errors import require_extra
-from evalsuite.trainers import DTYPE_CHOICES, TrainOptions
-from evalsuite.trainers._variants import VARIANTS
+from evalsuite.trainers import DTYPE_CHOICES, VARIANTS, TrainOptions
 
 _DEFAULTS = TrainOptions()
 
