@@ -30,11 +30,13 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from evalsuite.backends import ChatBackend
+from evalsuite.backends import ChatBackend, make_backend
+from evalsuite.backends.roles import StageBackends
 from evalsuite.bench.prompts import read_prompts
-from evalsuite.config import ModelSpec
+from evalsuite.config import JudgingOptions, ModelSpec
 from evalsuite.errors import InputError
-from evalsuite.judge import judge_health, judge_label
+from evalsuite.judge import judge_health, judge_label, plan_requests
+from evalsuite.pipeline._stages import PipelineRun, run_pipeline
 from evalsuite.records import Judgment, Match, ParsedVerdict, Question
 from evalsuite.store import RunStore
 from evalsuite.store.atomic import atomic_write_text
@@ -385,12 +387,6 @@ def label(
 
     ``store`` is the :class:`~evalsuite.store.RunStore` every sample and judgment is committed to.
     """
-    from evalsuite.backends import make_backend
-    from evalsuite.backends.roles import StageBackends
-    from evalsuite.config import JudgingOptions
-    from evalsuite.judge import plan_requests
-    from evalsuite.pipeline._stages import PipelineRun, run_pipeline
-
     options.validate()
     if not prompts:
         raise InputError("no prompts to label", fix="pass a prompts file with at least one prompt")
