@@ -384,3 +384,19 @@ def test_adapter_of_another_model_is_refused_before_loading(smollm2: SmolLM2, tm
     config_path.write_text(json.dumps(config))
     with pytest.raises(InputError, match=r"adapter_model\.safetensors.*input width 128"):
         make_backend(ModelSpec(name="lora", backend="hf", model="smollm2", adapter=str(tiny.adapter)))
+
+
+def test_adapter_check_needs_no_smollm2(tmp_path: Path) -> None:
+    """The same check between two tiny models (runs without the wheel): the adapter fits its own base only."""
+    from evalsuite.demo.tiny import build_tiny_adapter, build_tiny_model
+    from evalsuite.models.adapter_base import check_adapter_base
+
+    small = build_tiny_model(tmp_path / "small", hidden_size=64)
+    wide = build_tiny_model(tmp_path / "wide", hidden_size=128, num_heads=2)
+    adapter = build_tiny_adapter(small, tmp_path / "adapter")
+    check_adapter_base(adapter, small, model_name="lora")  # its own base: no error
+    with pytest.raises(InputError, match=r"adapter_config\.json: .*hidden_size 64 vs 128"):
+        check_adapter_base(adapter, wide, model_name="lora")
+    shutil.rmtree(small)  # the recorded base is gone: the weights' shapes still tell
+    with pytest.raises(InputError, match=r"adapter_model\.safetensors: .*input width 64"):
+        check_adapter_base(adapter, wide, model_name="lora")

@@ -90,16 +90,26 @@ def check_adapter_base(adapter: str | Path, base: str | Path, *, model_name: str
     widths = _in_features(base_config)
     layers = base_config.get("num_hidden_layers")
     vocab = base_config.get("vocab_size")
+    lora_widths: dict[int, str] = {}  # input width of each LoRA A matrix -> one tensor that has it
     for name, shape in shapes.items():
         problem = None
         match = _LAYER.search(name)
         if isinstance(layers, int) and match and int(match.group(1)) >= layers:
             problem = f"layer {match.group(1)} but the base has {layers} layers"
-        elif "lora_A" in name and len(shape) == 2 and widths and shape[1] not in widths:
-            problem = f"input width {shape[1]}, the base's layers take {sorted(widths)}"
         elif "lora_embedding_A" in name and len(shape) == 2 and isinstance(vocab, int) and shape[1] != vocab:
             problem = f"vocabulary {shape[1]}, the base has {vocab}"
+        elif "lora_A" in name and len(shape) == 2:
+            lora_widths.setdefault(shape[1], name)
         if problem:
             raise InputError(
                 f"{weights}: adapter of model {model_name!r} does not fit base {base} ({name}: {problem})", fix=fix
             )
+    # Not every architecture's config names every layer width (an MLP may be sized by a factor), so only an adapter
+    # none of whose LoRA matrices reads a width the base has is called foreign: another model's hidden size.
+    if widths and lora_widths and not widths & set(lora_widths):
+        width, name = min(lora_widths.items())
+        raise InputError(
+            f"{weights}: adapter of model {model_name!r} does not fit base {base} ({name}: input width {width}, "
+            f"the base's layers take {sorted(widths)})",
+            fix=fix,
+        )
