@@ -56,7 +56,7 @@ class DemoOptions:
     categories: tuple[str, ...] = ("writing", "roleplay", "stem", "humanities")
     questions_per_category: int = 3
     max_new_tokens: int = 48  # the judge adapter was trained on replies of this length (judge_adapter.REPLY_TOKENS)
-    batch_size: int = 4  # preference pairs per training step
+    batch_size: int = 2  # preference pairs per training step (Adam's step size, not the batch, sets how far it moves)
     variants: tuple[DemoVariant, ...] = VARIANTS
     judge_check_pairs: int = 16  # held-apart verdict pairs the judge is measured on (both orders each)
     seed: int = 0

@@ -5,10 +5,11 @@ adapter trained by this module on ``data/judge_replies.jsonl`` (verdict pairs bu
 every pair in both orders). Each example is rendered exactly as the ``hf`` backend renders a judge call in logprob
 mode: the demo's template (``data/judge.j2``) through the model's chat template, then the verdict prefix ``[[``;
 the loss is the cross-entropy of the verdict over the three verdict tokens at that position, the same renormalised
-probabilities the backend reads. LoRA sits on the attention projections of the top layers only, so the backward pass
-stops there and a CPU trains it in minutes.
+probabilities the backend reads. LoRA sits on every linear layer of the top layers only, so the backward pass stops
+there and a CPU trains it in minutes. The two orders of a pair share a batch.
 
-Rebuild the shipped files (the first command only when the replies should change)::
+Rebuild the shipped adapter (``replies`` rewrites the replies file with the model's own greedy replies added beside the
+written ones; the shipped file has the written ones only)::
 
     python -m evalsuite.demo.judge_adapter replies --model "$(python -c 'from evalsuite.models import resolve_model_path as r; print(r("smollm2"))')"
     python -m evalsuite.demo.judge_adapter train --model ... --out evalsuite/demo/data/judge-adapter
@@ -45,10 +46,10 @@ PREFIX = "[["
 class JudgeTraining:
     """How the shipped adapter was trained (written beside it as ``training.json``)."""
 
-    rank: int = 8
-    top_layers: int = 10
+    rank: int = 16
+    top_layers: int = 4
     lr: float = 2e-3
-    epochs: int = 1
+    epochs: int = 2
     batch_size: int = 8
     decisive_per_prompt: int = 1
     tie_every: int = 3
@@ -154,35 +155,52 @@ def train_judge_adapter(model: str, out: Path, *, replies: Path | None = None, o
     base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     layers = base.config.num_hidden_layers
     config = LoraConfig(r=options.rank, lora_alpha=2 * options.rank, lora_dropout=0.0, task_type="CAUSAL_LM",
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                         layers_to_transform=list(range(layers - options.top_layers, layers)))
     peft_model = get_peft_model(base, config)
     ids_of = _choice_ids(tokenizer)
     target = {c: i for i, c in enumerate(CHOICES)}
     rows = [(render_prompt(tokenizer, e), target[e.verdict]) for e in train]
+    # the two orders of a pair stay in one batch: what position would earn in one order it loses in the other
+    pairs = [rows[i:i + 2] for i in range(0, len(rows), 2)]
+    rng = random.Random(options.seed)
+    pairs.sort(key=lambda pair: len(pair[0][0]))  # batches of like length: little padding; their order is shuffled
+    flat = [row for pair in pairs for row in pair]
+    chunks = [flat[i:i + options.batch_size] for i in range(0, len(flat), options.batch_size)]
+    inner = base.model  # the decoder stack (PEFT wraps its linear layers in place)
+    frozen = layers - options.top_layers
+    # The layers below the adapter never change: run them once per batch and keep their output, so every epoch
+    # runs (and back-propagates through) the top layers only.
+    cached = []
+    with torch.no_grad():
+        for chunk in chunks:
+            ids, mask, pos = _batch([r for r, _ in chunk], tokenizer.pad_token_id)
+            hidden = _run_layers(inner, inner.embed_tokens(ids), mask, pos, 0, frozen)
+            cached.append((hidden, mask, pos, torch.tensor([t for _, t in chunk])))
+        check_ids, check_mask, check_pos = _batch([r for r, _ in chunks[0]], tokenizer.pad_token_id)
+        full = peft_model(input_ids=check_ids, attention_mask=check_mask, position_ids=check_pos, logits_to_keep=1).logits[:, -1, ids_of]
+        split = _top_logits(peft_model, inner, cached[0][0], check_mask, check_pos, frozen, layers, ids_of)
+        assert torch.allclose(full, split, atol=1e-3), "cached lower layers must give the model's own logits"
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
-    rng = random.Random(options.seed)
-    batches: list[list[tuple[list[int], int]]] = []
-    for _ in range(options.epochs):
-        shuffled = list(rows)
-        rng.shuffle(shuffled)
-        batches += [shuffled[i:i + options.batch_size] for i in range(0, len(shuffled), options.batch_size)]
-    say(f"judge adapter: {len(train)} training examples ({len(batches)} steps), {len(held)} held apart")
+    total = options.epochs * len(cached)
+    say(f"judge adapter: {len(train)} training examples ({total} steps), {len(held)} held apart")
     peft_model.train()
     started = time.perf_counter()
-    for step, chunk in enumerate(batches, 1):
-        ids, mask, pos = _batch([r for r, _ in chunk], tokenizer.pad_token_id)
-        labels = torch.tensor([t for _, t in chunk])
-        for group in optimizer.param_groups:  # linear decay to a tenth: a short run settles instead of oscillating
-            group["lr"] = options.lr * (1 - 0.9 * (step - 1) / max(1, len(batches) - 1))
-        logits = peft_model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1, ids_of]
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 5 == 0 or step == len(batches):
-            say(f"  step {step}/{len(batches)} loss {loss.item():.3f} ({time.perf_counter() - started:.0f}s)")
+    step = 0
+    for _ in range(options.epochs):
+        for index in rng.sample(range(len(cached)), len(cached)):
+            hidden, mask, pos, labels = cached[index]
+            step += 1
+            for group in optimizer.param_groups:  # linear decay to a tenth: a short run settles instead of oscillating
+                group["lr"] = options.lr * (1 - 0.9 * (step - 1) / max(1, total - 1))
+            logits = _top_logits(peft_model, inner, hidden, mask, pos, frozen, layers, ids_of)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % 10 == 0 or step == total:
+                say(f"  step {step}/{total} loss {loss.item():.3f} ({time.perf_counter() - started:.0f}s)")
     peft_model.eval()
     figures = held_apart_figures(held, verdict_probs(peft_model, tokenizer, held))
     out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +213,24 @@ def train_judge_adapter(model: str, out: Path, *, replies: Path | None = None, o
                                                    "held_examples": len(held), "held_apart": figures,
                                                    "seconds": round(time.perf_counter() - started)}, indent=2) + "\n")
     return figures
+
+
+def _run_layers(inner: Any, hidden: Any, mask: Any, pos: Any, first: int, last: int) -> Any:
+    """Decoder layers ``first`` to ``last - 1`` of ``inner`` (a transformers decoder stack) over ``hidden``."""
+    from transformers.masking_utils import create_causal_mask
+
+    causal = create_causal_mask(config=inner.config, inputs_embeds=hidden, attention_mask=mask, cache=None,
+                                position_ids=pos)
+    rotary = inner.rotary_emb(hidden, position_ids=pos)
+    for layer in inner.layers[first:last]:
+        hidden = layer(hidden, attention_mask=causal, position_embeddings=rotary, position_ids=pos)
+    return hidden
+
+
+def _top_logits(model: Any, inner: Any, hidden: Any, mask: Any, pos: Any, first: int, layers: int, ids_of: list[int]) -> Any:
+    """The verdict logits at the last position, from the cached output of the frozen layers."""
+    hidden = inner.norm(_run_layers(inner, hidden, mask, pos, first, layers)[:, -1:, :])
+    return model.get_output_embeddings()(hidden)[:, -1, ids_of]
 
 
 def held_apart_figures(examples: Sequence[VerdictExample], probs: Sequence[Sequence[float]]) -> dict[str, float]:

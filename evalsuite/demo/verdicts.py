@@ -7,8 +7,8 @@ an empty reply, a fragment cut off after a few words, word salad, or a fluent re
 the replies. Every pair is emitted in both orders with the verdict that follows the better reply, so the first
 position wins exactly as often as the second and position alone cannot pay.
 
-The good replies come from ``data/judge_replies.jsonl`` (prompt, a reply written for this project, SmolLM2's own
-greedy reply); prompts are split by a stable hash into a training part and a held-apart part, so the held-apart
+The good replies come from ``data/judge_replies.jsonl`` (a prompt and its good replies; the shipped file holds the
+reply written for each prompt of the bundled preference data); prompts are split by a stable hash into a training part and a held-apart part, so the held-apart
 agreement the demo prints is measured on prompts the judge adapter never saw. Pure functions; no model here.
 """
 
