@@ -152,22 +152,30 @@ def judge_spec(sft: str, options: DemoOptions) -> ModelSpec:
 def demo_note(check: "JudgeCheck", results: "Results | None", elapsed: float | None) -> str:
     """The leaderboard's note: what the demo shows and what it does not, with the judge's measured figures."""
     health = ""
+    unhealthy = False
     if results is not None and results.health.consistency is not None:
         h = results.health
         first = f"{h.first_position_win_share:.0%}" if h.first_position_win_share is not None else "n/a"
+        unhealthy = results.health_verdict.unreliable
         health = (f" On this run's matches its position consistency is {h.consistency:.0%} and the first position "
                   f"takes {first} of its decisive verdicts ({results.health_verdict.status}).")
     took = f" This run took {elapsed / 60:.1f} min." if elapsed is not None else ""
+    if unhealthy:
+        shows = (" The judge failed its health check, so no comparison below is a conclusion: the leaderboard shows "
+                 "the verdicts but marks them unreliable, and gate fails on them. What the demo does show: the training-"
+                 "health flags of each run (a beta too small for this learning rate drives the model far from where it "
+                 "started) and real answers of every model, side by side, in the viewer.")
+    else:
+        shows = (" What this shows: a collapsed or drifting run is caught, by training health and by the judge. What "
+                 "it does not show: which of two fluent answers is better; a 135M judge trained on broken-vs-fluent "
+                 "pairs cannot tell, so small differences between healthy variants here are not evidence.")
     return (
         f"Demo on the real {MODEL_NAME} (sft = the model itself; DPO and SimPO = LoRA adapters trained here for a few "
         f"steps on the bundled preference pairs, at a high learning rate so that beta decides how far each run moves). "
         f"Answers are greedy, at most 48 tokens, first turns only. The judge is the same 135M model with a LoRA judge "
         f"adapter trained on plainly-better-or-worse reply pairs (both orders): on {check.pairs} held-apart pairs it "
-        f"picks the better reply {check.accuracy:.0%} of the time, position consistency {check.consistency:.0%}, first "
-        f"position {check.first_share:.0%} of decisive verdicts.{health} What this shows: a collapsed or drifting "
-        f"run is caught, by training health and by the judge. What it does not show: which of two fluent answers is "
-        f"better; a 135M judge trained on broken-vs-fluent pairs cannot tell, so small differences between healthy "
-        f"variants here are not evidence.{took}"
+        f"picks the right verdict {check.accuracy:.0%} of the time, position consistency {check.consistency:.0%}, first "
+        f"position {check.first_share:.0%} of decisive verdicts.{health}{shows}{took}"
     )
 
 
