@@ -24,6 +24,9 @@ def demo_cmd(out: str | None, questions_per_category: int | None, tiny: bool, qu
     from pathlib import Path
 
     from evalsuite.cli._run import print_summary, progress_factory
+    from evalsuite.errors import require_extra
+
+    require_extra("train", "evalsuite demo")  # the demo trains and runs local models: torch, transformers, TRL
 
     say = lambda m: click.echo(m, err=True)  # noqa: E731
     if tiny:
