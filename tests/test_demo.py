@@ -91,8 +91,8 @@ def test_the_shipped_judge_is_a_pairwise_logprob_template_and_a_lora_adapter_ove
     assert {"accuracy", "position_consistency", "first_share"} <= set(json.loads((adapter_path() / "training.json").read_text())["held_apart"])
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped adapter does not yet pass: held-apart figures in docs/demo.md")
-def test_the_shipped_judge_passes_on_held_apart_pairs() -> None:
+def test_the_shipped_judge_passed_on_held_apart_pairs_when_it_was_trained() -> None:
+    """The figures the training script measured (training.json); tests/test_smollm2_real.py measures them again."""
     from evalsuite.demo.judge_adapter import adapter_path
 
     figures = json.loads((adapter_path() / "training.json").read_text())["held_apart"]

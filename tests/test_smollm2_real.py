@@ -400,3 +400,19 @@ def test_adapter_check_needs_no_smollm2(tmp_path: Path) -> None:
     shutil.rmtree(small)  # the recorded base is gone: the weights' shapes still tell
     with pytest.raises(InputError, match=r"adapter_model\.safetensors: .*input width 64"):
         check_adapter_base(adapter, wide, model_name="lora")
+
+
+def test_the_demo_judge_passes_its_health_on_held_apart_pairs(smollm2: SmolLM2) -> None:
+    """The shipped judge adapter on SmolLM2, asked through the hf backend as the demo asks it, on verdict pairs built
+    from prompts its training never saw (both orders): right most of the time, consistent across orders, and
+    within the judge-health thresholds that gate every conclusion."""
+    from evalsuite.demo._pipeline import DemoOptions, judge_spec
+    from evalsuite.demo.judge_adapter import check_judge
+    from evalsuite.report.health import judge_health_verdict
+
+    check = check_judge(judge_spec(str(smollm2.path), DemoOptions()), pairs=16)
+    assert check.accuracy >= 0.75, check
+    assert check.consistency >= 0.6, check
+    assert 0.25 <= check.first_share <= 0.75, check
+    verdict = judge_health_verdict(check.consistency, check.first_share, n_decisive=None, n_swapped=check.pairs)
+    assert not verdict.unreliable, verdict

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -167,8 +169,9 @@ class HFBackend:
         device, dtype = self._resolve_device_and_dtype()
         source = str(Path(spec.model).expanduser()) if Path(spec.model).expanduser().is_dir() else spec.model
         try:
-            tokenizer = self._load_tokenizer(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            with _quiet_loading():
+                tokenizer = self._load_tokenizer(source)
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
         except (OSError, ValueError) as exc:
             raise InputError(
                 f"cannot load model {spec.name!r} from {spec.model!r}: {str(exc).splitlines()[0]}",
@@ -177,9 +180,10 @@ class HFBackend:
         if spec.adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(Path(spec.adapter).expanduser()))
-            # Folding the LoRA deltas into the base weights makes generation as fast as the base model's.
-            model = model.merge_and_unload()
+            with _quiet_loading():
+                model = PeftModel.from_pretrained(model, str(Path(spec.adapter).expanduser()))
+                # Folding the LoRA deltas into the base weights makes generation as fast as the base model's.
+                model = model.merge_and_unload()
         model.to(device)
         model.eval()
         stop_ids: set[int] = set()
@@ -360,3 +364,22 @@ class HFBackend:
 
 
 __all__ = ["HFBackend", "check_adapter", "check_checkpoint", "looks_like_path", "resolve_spec_model"]
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers' "Loading weights" bar and info logs off while a model loads: evalsuite's own bars are the
+    output; warnings and errors still show. Restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # library renames, for evalsuite's maintainers to act on
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -47,12 +47,12 @@ class JudgeTraining:
     """How the shipped adapter was trained (written beside it as ``training.json``)."""
 
     rank: int = 16
-    top_layers: int = 4
-    lr: float = 2e-3
-    epochs: int = 2
+    top_layers: int = 6
+    lr: float = 3e-3
+    epochs: int = 4
     batch_size: int = 8
-    decisive_per_prompt: int = 1
-    tie_every: int = 3
+    decisive_per_prompt: int = 4  # four broken partners per good reply: each failure kind is seen often enough
+    tie_every: int = 4
     seed: int = 0
 
 
