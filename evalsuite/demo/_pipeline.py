@@ -45,8 +45,8 @@ class DemoVariant:
 # One learning rate per variant, high enough that beta is what holds the adapter near the model: the small beta
 # lets it drift (DPO at 0.01 collapses into symbols in a few steps), the large one barely moves it.
 VARIANTS: tuple[DemoVariant, ...] = (
-    DemoVariant("dpo", (0.01, 1.0), lr=5e-3, steps=12),
-    DemoVariant("simpo", (0.5, 10.0), lr=5e-3, steps=12),
+    DemoVariant("dpo", (0.01, 1.0), lr=5e-3, steps=24),
+    DemoVariant("simpo", (0.5, 10.0), lr=5e-3, steps=24),
 )
 
 
@@ -54,7 +54,7 @@ VARIANTS: tuple[DemoVariant, ...] = (
 class DemoOptions:
     out: Path = Path("runs/demo")
     categories: tuple[str, ...] = ("writing", "roleplay", "stem", "humanities")
-    questions_per_category: int = 3
+    questions_per_category: int = 10
     max_new_tokens: int = 48  # the judge adapter was trained on replies of this length (judge_adapter.REPLY_TOKENS)
     batch_size: int = 2  # preference pairs per training step (Adam's step size, not the batch, sets how far it moves)
     variants: tuple[DemoVariant, ...] = VARIANTS
@@ -240,7 +240,7 @@ def next_commands(options: DemoOptions, results: "Results") -> str:
     run = options.out / "run"
     worst = min(results.comparisons, key=lambda c: c.win_rate if c.win_rate is not None else 1.0, default=None)
     gate = (f"  evalsuite gate --run-dir {run} --baseline sft --candidate {worst.model} --min-win-rate 0.5 "
-            f"--rule not-worse   # fails: {worst.model} is worse than sft\n") if worst is not None else ""
+            f"--rule not-worse   # the CI gate on the lowest-rated candidate: exit 1 when it fails\n") if worst is not None else ""
     return (
         "Look at the run:\n"
         f"  evalsuite report --run-dir {run} --format md\n"

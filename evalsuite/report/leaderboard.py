@@ -130,9 +130,11 @@ _MODE_NOTE = {
 def _description(results: Results) -> Paragraph:
     st, info = results.stats, results.info
     bench, mode, b = info.benchmark, info.mode, st.n_resamples
+    judged_turns = {t.turn for c in results.comparisons for t in c.per_turn if t.n}
+    turns = "turn 1 only" if judged_turns == {1} else "turn 2 only" if judged_turns == {2} else "both turns"
     return Paragraph(
         f"Judge `{info.judge or '?'}` compared each candidate with `{results.baseline}` on "
-        f"{bench.n_questions if bench.n_questions is not None else '?'} questions of `{bench.name or '?'}`, both turns, "
+        f"{bench.n_questions if bench.n_questions is not None else '?'} questions of `{bench.name or '?'}`, {turns}, "
         f"both answer orders (`{mode}` reconciliation{': ' + _MODE_NOTE[mode] if mode in _MODE_NOTE else ''}). "
         f"Win rate counts ties as half; CI = {int(st.confidence * 100)}% question-clustered bootstrap ({b} resamples); "
         f"p = bootstrap test of win rate = 50%, Holm-adjusted over the {len(results.comparisons)} comparisons "
