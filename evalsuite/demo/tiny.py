@@ -59,20 +59,25 @@ def _strings_in(record: Any) -> Iterator[str]:
             yield from _strings_in(value)
 
 
+TINY_DEMO_DATA = ("prefs.jsonl", "sft.jsonl")  # the files of demo_data_dir() the tiny tokenizer reads, in this order
+
+
 def _bundled_texts() -> list[str]:
     texts: list[str] = []
-    # The bundled benchmarks, then the demo data: the same files in a checkout and in a wheel install.
-    for directory in (benchmarks_dir(), demo_data_dir()):
-        # Sorted so the corpus, hence the tokenizer, is the same on every machine.
-        for path in sorted(directory.rglob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    texts.extend(_strings_in(json.loads(line)))
-                except json.JSONDecodeError:
-                    continue
+    # The bundled benchmarks, then the tiny demo's training data: the same files in a checkout and in a wheel install.
+    # Named, not globbed, in the demo folder: a data file added there for another purpose (the SmolLM2 judge's
+    # replies) must not change this tokenizer, hence every tiny model and what tests train on it.
+    demo_files = [demo_data_dir() / name for name in TINY_DEMO_DATA]
+    # Sorted so the corpus, hence the tokenizer, is the same on every machine.
+    for path in [*sorted(benchmarks_dir().rglob("*.jsonl")), *demo_files]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                texts.extend(_strings_in(json.loads(line)))
+            except json.JSONDecodeError:
+                continue
     return texts
 
 
