@@ -66,12 +66,14 @@ def run_sequential_cli(
     backends: StageBackends | None = None,
 ) -> SequentialOutcome:
     """Run the sequential judging and print one line per candidate (PASS/FAIL, the calls it took)."""
-    from evalsuite.pipeline.sequential import run_sequential, sequential_lines
+    from evalsuite.pipeline.sequential import run_sequential
+    from evalsuite.report.gate import sequential_checks
 
     outcome = run_sequential(config, baseline, candidates, options, progress=progress_factory(quiet),
                              retry_errors=retry_errors, stats_options=stats_options, backends=backends)
-    for line in sequential_lines(outcome.run, baseline.name):
-        click.echo(line)
+    allow_unhealthy = bool(getattr(stats_options, "allow_unhealthy_judge", False))
+    for check in sequential_checks(outcome.run, outcome.results, allow_unhealthy):
+        click.echo(f"{'PASS' if check.passed else 'FAIL'} {check.message}")
     return outcome
 
 

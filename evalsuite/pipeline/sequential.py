@@ -161,22 +161,3 @@ def run_sequential(
     results = replace(results, sequential=run)
     rp, lp = write_outputs(results, config.run_dir)
     return SequentialOutcome(results, run, rp, lp)
-
-
-def sequential_lines(run: SequentialRun, baseline: str) -> list[str]:
-    """One line per candidate, as the gate prints it: PASS/FAIL, the calls it took, and the sequence at stopping."""
-    o = run.options
-    lines = []
-    for c in run.candidates:
-        how = "settled" if c.settled else "questions ran out"
-        if o.rule == "lower-bound":
-            bound = f"lower bound {'clears' if c.lower > o.threshold else 'does not clear'} {100 * o.threshold:.1f}%"
-        else:
-            bound = f"upper bound {'is below' if c.upper < o.threshold else 'reaches'} {100 * o.threshold:.1f}%"
-        lines.append(
-            f"{'PASS' if c.decision == 'pass' else 'FAIL'} {c.model} vs {baseline}: decided after {c.questions_used} of "
-            f"{c.questions_total} questions ({c.calls_used} of {c.calls_full} judge calls, {100 * c.calls_saved:.0f}% "
-            f"saved; {how}); {100 * (1 - c.alpha):g}% confidence sequence [{100 * c.lower:.1f}%, {100 * c.upper:.1f}%]: "
-            f"{bound} (rule {o.rule})"
-        )
-    return lines
