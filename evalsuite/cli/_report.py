@@ -64,9 +64,13 @@ def report_cmd(run_dir: str, fmt: str, plots_dir: str | None) -> None:
 @click.option("--allow-unhealthy-judge", is_flag=True,
               help="Decide on comparisons whose judge failed its health check (position consistency or first-position "
                    "share: docs/judge-health.md) instead of failing them.")
+@click.option("--metric", type=click.Choice(["win-rate", "style"]), default="win-rate", show_default=True,
+              help="win-rate: the judge's win rate; style: the style-controlled win rate (answers equally long and "
+                   "formatted), so a candidate that only learned markdown or length does not pass.")
 @gate_sequential_options
 def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_rate: float, rule: str, alpha: float,
-             against: str | None, allow_unhealthy_judge: bool = False, sequential: bool = False, wave: int = 8, config_path: str | None = None,
+             against: str | None, allow_unhealthy_judge: bool = False, metric: str = "win-rate", sequential: bool = False,
+             wave: int = 8, config_path: str | None = None,
              overrides: tuple[str, ...] = (), seed: int | None = None, quiet: bool = False) -> None:
     """CI gate on win rate: exit 0 when every check passes, 1 when one fails (a judge that failed its health check
     fails every check it judged), 2 on bad input."""""
@@ -77,13 +81,16 @@ def gate_cmd(run_dir: str, baseline: str, candidates: tuple[str, ...], min_win_r
 
         if against:
             raise InputError("--against compares finished runs", where="--sequential", fix="drop --against or --sequential")
+        if metric != "win-rate":
+            raise InputError(f"--metric {metric} gates a finished run", where="--sequential",
+                             fix="drop --sequential, or --metric")
         checks = gate_sequential(run_dir, baseline, candidates, rule, min_win_rate, alpha, wave, config_path, overrides,
                                  seed, quiet, allow_unhealthy_judge)
     else:
         results = load_results(run_dir)
         old = load_results(run_dir, path=against) if against else None
         checks = run_gate(results, GateOptions(baseline, list(candidates), min_win_rate, rule, alpha,
-                                               allow_unhealthy_judge=allow_unhealthy_judge), old)
+                                               allow_unhealthy_judge=allow_unhealthy_judge, metric=metric), old)
     for c in checks:
         click.echo(("PASS " if c.passed else "FAIL ") + c.message)
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -10,9 +10,9 @@ health per judge x template x turn. A new statistic is computed here and given a
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import combinations
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from evalsuite.report.results import (
     Results,
     RunInfo,
     StatsOptions,
+    StyleCoefficientResult,
+    StyleInfo,
     Sweep,
     SweepOther,
     SweepRow,
@@ -38,6 +40,21 @@ from evalsuite.report.results import (
     TurnResult,
     VariantPair,
 )
+
+if TYPE_CHECKING:
+    from evalsuite.stats import StyleFeatures, StyleReference
+
+
+@dataclass(frozen=True)
+class StyleInput:
+    """What style control needs besides the matches: each answer turn's style features (model -> (question id, turn)
+    -> features), the frozen normalisation to use (None: this run's battles set it), where that came from, and the
+    unit answer length is counted in."""
+
+    features: Mapping[str, Mapping[tuple[str, int], StyleFeatures]]
+    reference: StyleReference | None = None
+    reference_source: str = "run"
+    length_unit: str = ""
 
 def distinct_bigrams(texts: Sequence[str]) -> float | None:
     """Share of word bigrams that are distinct across a model's answers (distinct-2): falls when answers collapse
@@ -320,18 +337,26 @@ def build_results(
     info: RunInfo | None = None,
     meta: Mapping[str, Any] | None = None,
     diversity: Mapping[str, float | None] | None = None,
+    style: StyleInput | None = None,
+    health_source: Sequence[Match] | None = None,
 ) -> Results:
     """The whole results document. ``matches`` must be oriented with ``orient_to(baseline, candidates)``.
 
     ``info`` says where the numbers come from (its ``mode`` picks how Bradley-Terry counts a match: one game, or
     in ``games`` mode one per order). ``meta`` is the same as a JSON mapping (the keys of ``RunInfo``), for callers
-    that build it as one; ``info`` wins when both are given.
+    that build it as one; ``info`` wins when both are given. ``style``: the answers' style features, for style
+    control (None: none computed). ``health_source``: the matches whose two judgments measure the judge's health
+    when ``matches`` carry none (a panel's pooled verdicts; default: ``matches``).
     """
     run_info = info if info is not None else RunInfo.from_json(meta or {})
     by_candidate = {c: _items(matches, c, baseline) for c in candidates}
-    run_health = Health.of(judge_health(matches))
+    judged = matches if health_source is None else health_source
+    run_health = Health.of(judge_health(judged))
     run_verdict = run_health.verdict()
     comps = [comparison(by_candidate[c], c, baseline, lengths, options) for c in candidates]
+    if health_source is not None:
+        comps = [replace(c, health=Health.of(judge_health(_items(health_source, c.model, baseline)))) for c in comps]
+    style_info, coefficients, comps = _style_control(matches, baseline, comps, style, options, run_info.mode)
     # the same judge read every match of the run: its run-wide health counts against each comparison too
     comps = [replace(_effect(c, options), health_verdict=worst(c.health.verdict(), run_verdict)) for c in comps]
     comps = _with_holm(comps, options)
@@ -350,9 +375,66 @@ def build_results(
         health=run_health,
         health_verdict=run_verdict,
         health_by_group=tuple(HealthGroup(judge, template, template_hash, turn, Health.of(h))
-                              for (judge, template, template_hash, turn), h in judge_health_by_group(matches)),
+                              for (judge, template, template_hash, turn), h in judge_health_by_group(judged)),
         info=run_info,
+        style=style_info,
+        style_coefficients=coefficients,
     )
+
+
+def _style_control(matches: Sequence[Match], baseline: str, comps: list[Comparison], style: StyleInput | None,
+                   options: StatsOptions, mode: str,
+                   ) -> tuple[StyleInfo | None, tuple[StyleCoefficientResult, ...], list[Comparison]]:
+    """Style-controlled win rates (Bradley-Terry with the style terms fitted beside the model terms) on every scored
+    match whose two answers have features; battles laid out as Arena-Hard lays them (the baseline as model A), one
+    per match, or one per order in ``games`` mode. No features at all (an import without answer text): a stated
+    fallback, no figures."""
+    from evalsuite import stats
+
+    if style is None:
+        return None, (), comps
+    rows: list[tuple[str, str, float, str, StyleFeatures, StyleFeatures]] = []
+    missing = 0
+    for m in matches:
+        scores = match_games(m) if mode == "games" else ([] if m.error or m.score is None else [m.score])
+        if not scores:
+            continue
+        fx = style.features.get(m.model_x, {}).get((m.question_id, m.turn))
+        fy = style.features.get(m.model_y, {}).get((m.question_id, m.turn))
+        if fx is None or fy is None:
+            missing += 1
+            continue
+        for g in scores:
+            if m.model_y == baseline:  # baseline first, as Arena-Hard's battles: the "mean style difference" is theirs
+                rows.append((m.model_y, m.model_x, 1.0 - g, m.question_id, fy, fx))
+            else:
+                rows.append((m.model_x, m.model_y, g, m.question_id, fx, fy))
+    note = f"{missing} matches without answer text left out" if missing else None
+    base_info = StyleInfo(features=tuple(stats.STYLE_FEATURES), length_unit=style.length_unit,
+                          reference_source=style.reference_source)
+    if not rows or len({r[1] for r in rows if r[0] == baseline}) == 0:
+        return replace(base_info, note="no answer text to measure style on: no style-controlled win rates"), (), comps
+    fit = stats.style_controlled_win_rates(
+        [r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=float),
+        [r[4] for r in rows], [r[5] for r in rows], np.array([r[3] for r in rows]), baseline=baseline,
+        reference=style.reference, n_rounds=options.bt_rounds, confidence=options.confidence, seed=options.seed,
+    )
+    by_model = {w.model: w for w in fit.win_rates}
+    out = []
+    for c in comps:
+        w = by_model.get(c.model)
+        if w is None:
+            out.append(c)
+            continue
+        out.append(replace(
+            c, style_win_rate=_round(w.win_rate_at_zero), style_ci_low=_round(w.ci_low_at_zero),
+            style_ci_high=_round(w.ci_high_at_zero), style_win_rate_at_mean=_round(w.win_rate_at_mean),
+            style_ci_low_at_mean=_round(w.ci_low_at_mean), style_ci_high_at_mean=_round(w.ci_high_at_mean)))
+    info = replace(base_info, reference_mean=tuple(float(x) for x in fit.reference.mean),
+                   reference_std=tuple(float(x) for x in fit.reference.std), n_battles=fit.n_battles, note=note)
+    coefficients = tuple(StyleCoefficientResult(k.name, _round(k.estimate), _round(k.ci_low), _round(k.ci_high))
+                         for k in fit.coefficients)
+    return info, coefficients, out
 
 
 def beta_sweeps(comps: Sequence[Comparison], pairs: Sequence[VariantPair], alpha: float,

@@ -22,6 +22,9 @@ class GateOptions:
     alpha: float = 0.05
     # decide on comparisons whose judge failed its health check (evalsuite.report.health) instead of failing them
     allow_unhealthy_judge: bool = False
+    # "win-rate": the judge's win rate; "style": the style-controlled win rate and its CI (Bradley-Terry with the
+    # answers' style differences, at zero difference), so style alone cannot pass the gate
+    metric: str = "win-rate"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,19 @@ def _interval(c: Comparison, alpha: float, results: Results) -> tuple[float, flo
     return r.ci_low, r.ci_high
 
 
+def _style_interval(c: Comparison, alpha: float, results: Results) -> tuple[float, float, float]:
+    """The style-controlled win rate and its stored CI (computed at the run's confidence, so only that alpha)."""
+    if c.style_win_rate is None or c.style_ci_low is None or c.style_ci_high is None:
+        why = results.style.note if results.style is not None and results.style.note else "computed by an older release"
+        raise InputError(f"results.json has no style-controlled win rate for {c.model} ({why})",
+                         fix="re-run compare on answers with text to compute it, or gate with --metric win-rate")
+    conf = results.stats.confidence
+    if abs((1 - alpha) - conf) > 1e-12:
+        raise InputError(f"the style-controlled CI is stored at {100 * conf:g}%, not {100 * (1 - alpha):g}%",
+                         fix=f"use --alpha {1 - conf:g} (the stored CI), or gate with --metric win-rate")
+    return c.style_win_rate, c.style_ci_low, c.style_ci_high
+
+
 def run_gate(results: Results, opts: GateOptions, old: Results | None = None) -> list[GateCheck]:
     if results.baseline != opts.baseline:
         raise InputError(
@@ -84,7 +100,10 @@ def run_gate(results: Results, opts: GateOptions, old: Results | None = None) ->
         if wr is None:
             checks.append(GateCheck(name, False, f"{name}: no judged matches vs {opts.baseline} ({c.errors} errors)"))
             continue
-        lo, hi = _interval(c, opts.alpha, results)
+        if opts.metric == "style":
+            wr, lo, hi = _style_interval(c, opts.alpha, results)
+        else:
+            lo, hi = _interval(c, opts.alpha, results)
         if c.unreliable and not opts.allow_unhealthy_judge:
             # Fails closed, under every rule, as a failed check (exit 1), not as bad input (exit 2): the inputs are
             # valid and the run finished; what is missing is evidence, and "no evidence" is what a gate fails on (the
@@ -98,7 +117,8 @@ def run_gate(results: Results, opts: GateOptions, old: Results | None = None) ->
                 checks.append(_against(c, old, opts))
             continue
         t = opts.min_win_rate
-        head = f"{name}: win rate {100 * wr:.1f}% vs {opts.baseline}, {level} [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+        what = "style-controlled win rate" if opts.metric == "style" else "win rate"
+        head = f"{name}: {what} {100 * wr:.1f}% vs {opts.baseline}, {level} [{100 * lo:.1f}%, {100 * hi:.1f}%]"
         if opts.rule == "lower-bound":
             ok = lo > t
             why = f"lower bound {'clears' if ok else 'does not clear'} {100 * t:.1f}%" + ("" if ok else " (no evidence of improvement)")

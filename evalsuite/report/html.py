@@ -152,17 +152,24 @@ def viewer_data(store: RunStore, results: Results) -> dict[str, Any]:
     wanted = results.info.benchmark.question_ids
     order = [q for q in wanted if q in all_questions] if wanted else sorted(all_questions)
     questions = {qid: all_questions[qid] for qid in order}
-    judgments = [
-        j for j in store.judgments(judge)
-        if j.question_id in questions and j.model_a in models and j.model_b in models
-    ]
     categories = {qid: q.category for qid, q in questions.items()}
-    matches = build_matches(judgments, categories, mode, orient_to(baseline, candidates))  # type: ignore[arg-type]
+    # a panel: every member's matches, each judgment box naming its judge (a match's link carries the judge's label)
+    labels = [j.label or j.name for j in results.judges] if results.judges else [judge]
+    matches = []
+    for label in labels:
+        judgments = [
+            j for j in store.judgments(label)
+            if j.question_id in questions and j.model_a in models and j.model_b in models
+        ]
+        judged = build_matches(judgments, categories, mode, orient_to(baseline, candidates))  # type: ignore[arg-type]
+        matches += [(label, m) for m in judged]
 
     rows: list[ViewerMatch] = []
     seen: dict[str, int] = {}
-    for m in matches:
+    for label, m in matches:
         mid = match_id(m.question_id, m.turn, m.model_x, m.model_y, baseline)
+        if results.judges:
+            mid = f"{mid}-{_id_part(str(label))}"
         seen[mid] = seen.get(mid, 0) + 1
         if seen[mid] > 1:  # the same item under a second template: keep both, links stay unique
             mid = f"{mid}-{seen[mid]}"

@@ -132,8 +132,10 @@ def _description(results: Results) -> Paragraph:
     bench, mode, b = info.benchmark, info.mode, st.n_resamples
     judged_turns = {t.turn for c in results.comparisons for t in c.per_turn if t.n}
     turns = "turn 1 only" if judged_turns == {1} else "turn 2 only" if judged_turns == {2} else "both turns"
+    who = (f"A panel of {len(results.judges)} judges ({', '.join(f'`{j.name}`' for j in results.judges)}; "
+           "weights under Judge panel)" if results.judges else f"Judge `{info.judge or '?'}`")
     return Paragraph(
-        f"Judge `{info.judge or '?'}` compared each candidate with `{results.baseline}` on "
+        f"{who} compared each candidate with `{results.baseline}` on "
         f"{bench.n_questions if bench.n_questions is not None else '?'} questions of `{bench.name or '?'}`, {turns}, "
         f"both answer orders (`{mode}` reconciliation{': ' + _MODE_NOTE[mode] if mode in _MODE_NOTE else ''}). "
         f"Win rate counts ties as half; CI = {int(st.confidence * 100)}% question-clustered bootstrap ({b} resamples); "
@@ -166,6 +168,7 @@ def _main_table(results: Results) -> Table:
     st, comps, baseline = results.stats, results.comparisons, results.baseline
     b = st.n_resamples
     external = any(c.external_se is not None for c in comps)  # an import that publishes its own standard error
+    styled = any(c.style_win_rate is not None for c in comps)  # style control ran (answers with text)
     rows = []
     for c in sorted(comps, key=lambda c: -1 if c.win_rate is None else c.win_rate, reverse=True):
         r = results.rating(c.model)
@@ -182,6 +185,7 @@ def _main_table(results: Results) -> Table:
             num(None if r is None else r.rating),
             "–" if r is None else f"[{num(r.ci_low)}, {num(r.ci_high)}]",
             pct(c.lc_win_rate),
+            *([pct(c.style_win_rate)] if styled else []),
             num(c.avg_length),
             str(c.errors),
             str(c.inconsistent),
@@ -189,11 +193,12 @@ def _main_table(results: Results) -> Table:
     rb = results.rating(baseline)
     rows.append(["–" if rb is None or rb.rank is None else str(rb.rank), f"`{baseline}` (baseline)", "50.0%", "–",
                  *(["–"] if external else []), "–", "–", "", "–", num(1000.0 if rb is None else rb.rating), "–", "–",
-                 num(comps[0].avg_length_baseline) if comps else "–", "–", "–"])
+                 *(["–"] if styled else []), num(comps[0].avg_length_baseline) if comps else "–", "–", "–"])
     return Table.of(
         ["Rank", "Model", "Win rate", "CI", *(["Source SE"] if external else []), "W/T/L", "p (Holm)", "", "Effect (pts)",
-         "BT rating", "BT CI", "LC (evalsuite)" if external else "LC win rate", "Avg len", "Errors", "Inconsistent"],
-        rows, "llrr" + ("r" if external else "") + "rrlrrrrrrr")
+         "BT rating", "BT CI", "LC (evalsuite)" if external else "LC win rate", *(["SC win rate"] if styled else []),
+         "Avg len", "Errors", "Inconsistent"],
+        rows, "llrr" + ("r" if external else "") + "rrlrrrrr" + ("r" if styled else "") + "rr")
 
 
 def _import_notes(comps: Sequence[Comparison]) -> list[Block]:
@@ -357,6 +362,66 @@ def health_section(results: Results) -> Section:
     ))
 
 
+def style_section(results: Results) -> Section | None:
+    """Style control: each candidate's raw, length-controlled and style-controlled win rates, and what the judge pays
+    per style feature."""
+    info = results.style
+    if info is None:
+        return None
+    if not results.style_coefficients:
+        return Section("Style control", (Paragraph(f"Not computed: {info.note or 'no style features'}."),))
+    rows = [[f"`{c.model}`", pct(c.win_rate), pct(c.lc_win_rate), pct(c.style_win_rate),
+             f"[{pct(c.style_ci_low)}, {pct(c.style_ci_high)}]", pct(c.style_win_rate_at_mean),
+             f"[{pct(c.style_ci_low_at_mean)}, {pct(c.style_ci_high_at_mean)}]"] for c in results.comparisons]
+    coef = [[k.name, num(k.estimate, 3), f"[{num(k.ci_low, 3)}, {num(k.ci_high, 3)}]"] for k in results.style_coefficients]
+    source = ("this run's battles" if info.reference_source == "run"
+              else f"frozen from `{info.reference_source}`, so adding a model moves no other")
+    return Section("Style control", (
+        Table.of(["Model", "Win rate", "LC win rate", "SC win rate", "SC CI", "SC at mean style", "CI at mean style"],
+                 rows, "lrrrrrr"),
+        Paragraph("SC: Bradley-Terry with the answers' style differences (length, markdown headers, list items, bold; "
+                  "Arena-Hard v2's features) fitted beside the models. SC win rate: predicted with the two answers "
+                  "equally long and formatted, what is left when style is paid for; at mean style: with the battles' "
+                  "mean style difference (Arena-Hard's convention). CIs: question-clustered bootstrap "
+                  f"({results.stats.bt_rounds} rounds). Length counted in {info.length_unit or '?'}; normalisation "
+                  f"from {source}; {info.n_battles} battles" + (f"; {info.note}" if info.note else "") + "."),
+        Table.of(["Style feature", "Coefficient", "CI"], coef, "lrr"),
+        Paragraph("What the judge pays for style: the change in log-odds of winning per standard deviation of the "
+                  "feature's difference (0 = the judge ignores it; a feature no answer varied in is left out, 0)."),
+    ))
+
+
+def panel_section(results: Results) -> Section | None:
+    """A judge panel: the members' weights, health, agreement and cost; each member's own win rates; kappas."""
+    if not results.judges:
+        return None
+    members = [[f"`{j.name}`", f"`{j.label}`" if j.label and j.label != j.name else "", num(j.weight, 3),
+                j.weight_source, pct(j.consistency), pct(j.first_position_share), num(j.agreement, 3),
+                str(j.n_matches), str(j.errors), "–" if j.cost_usd is None else f"${j.cost_usd:.4f}"]
+               for j in results.judges]
+    names = [j.name for j in results.judges]
+    rates = [[f"`{c.model}`", pct(c.win_rate)] + [
+        (f"{pct(r.win_rate)} [{pct(r.ci_low)}, {pct(r.ci_high)}]" if (r := c.per_judge.get(n)) and r.win_rate is not None
+         else "–") for n in names] for c in results.comparisons]
+    blocks: list[Block] = [
+        Table.of(["Judge", "Label", "Weight", "Weight from", "Position consistency", "First-position win share",
+                  "κ with the rest", "Matches", "Errors", "Cost"], members, "llrlrrrrrr"),
+        Paragraph("Each judge judged every match in both orders; the panel's verdict on a match is the weighted mean "
+                  "of the judges' match scores. Weight from agreement: the judge's Cohen's κ with the rest of the panel "
+                  "(leave-one-out) times its position consistency, normalised, so a judge that reads position or flips "
+                  "coins weighs about nothing; human: κ with human labels; fixed: set in the config; equal: no judge "
+                  "earned a weight, so all count the same."),
+        Table.of(["Model", "Panel", *[f"`{n}`" for n in names]], rates, "l" + "r" * (1 + len(names))),
+    ]
+    agreement = results.judge_agreement
+    if agreement is not None:
+        kappas = [[f"`{p.judge_1}`", f"`{p.judge_2}`", num(p.kappa, 3), str(p.n)] for p in agreement.pairs]
+        blocks += [Table.of(["Judge", "Judge", "Cohen's κ", "Matches"], kappas, "llrr"),
+                   Paragraph(f"Fleiss' κ of the panel: {num(agreement.fleiss_kappa, 3)} on the {agreement.n_items} "
+                             "matches every judge scored (labels: win, tie, loss).")]
+    return Section("Judge panel", tuple(blocks))
+
+
 def category_section(results: Results) -> Section | None:
     comps = results.comparisons
     cats = sorted({cat for c in comps for cat in c.per_category})
@@ -401,8 +466,8 @@ def footer(results: Results) -> str:
 
 
 # in reading order; each returns None when the results have nothing for it
-SECTIONS = (sequential_section, calibration_section, turn_section, sweep_section, variant_pairs_section, health_section,
-            category_section, diagnosis_section, training_section)
+SECTIONS = (sequential_section, calibration_section, turn_section, sweep_section, variant_pairs_section, style_section,
+            panel_section, health_section, category_section, diagnosis_section, training_section)
 
 
 def build_leaderboard(results: Results) -> Leaderboard:

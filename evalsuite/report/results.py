@@ -272,11 +272,30 @@ class Item:
         return cls(str(row[0]), int(row[1]), float(row[2]))
 
 
+@dataclass(frozen=True)
+class JudgeRate:
+    """One panel member's own win rate of a comparison, with its question-clustered CI (``per_judge``)."""
+
+    win_rate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> JudgeRate:
+        return cls(_opt_float(d, "win_rate"), _opt_float(d, "ci_low"), _opt_float(d, "ci_high"), _int(d, "n"))
+
+
 _COMPARISON_KEYS = (
     "model", "baseline", "n", "wins", "ties", "losses", "errors", "inconsistent", "win_rate", "ci_low", "ci_high",
     "ci_bca_low", "ci_bca_high", "se", "p_bootstrap", "p_bootstrap_bound", "p_sign", "lc_win_rate", "avg_length",
     "avg_length_baseline", "external_se", "alpaca_eval_lc_win_rate", "n_questions", "per_category", "per_turn", "turn_difference", "health", "items", "p_holm",
     "p_holm_bound", "p_sign_holm", "significant", "diversity", "diagnosis", "effect", "mde", "health_verdict",
+    "style_win_rate", "style_ci_low", "style_ci_high", "style_win_rate_at_mean", "style_ci_low_at_mean",
+    "style_ci_high_at_mean", "per_judge",
 )
 
 
@@ -328,6 +347,17 @@ class Comparison:
     mde: float | None = None
     # what the judge's health says about these verdicts (its own matches and the run as a whole, the worse of the two)
     health_verdict: HealthVerdict = field(default_factory=HealthVerdict)
+    # Style control (evalsuite.stats.style_controlled_win_rates): the win rate Bradley-Terry predicts with the style
+    # terms fitted beside the model terms, at zero style difference (the two answers equally long and formatted: what
+    # is left when style is paid for) and, as Arena-Hard reports it, at the mean style difference of the battles
+    style_win_rate: float | None = None
+    style_ci_low: float | None = None
+    style_ci_high: float | None = None
+    style_win_rate_at_mean: float | None = None
+    style_ci_low_at_mean: float | None = None
+    style_ci_high_at_mean: float | None = None
+    # a judge panel: each member's own win rate of this comparison (the comparison's own figures are the panel's)
+    per_judge: Mapping[str, JudgeRate] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -355,7 +385,12 @@ class Comparison:
             "p_holm_bound": self.p_holm_bound, "p_sign_holm": self.p_sign_holm, "significant": self.significant,
             "diversity": self.diversity, "diagnosis": list(self.diagnosis), "effect": self.effect, "mde": self.mde,
             "health_verdict": self.health_verdict.to_json(),
+            "style_win_rate": self.style_win_rate, "style_ci_low": self.style_ci_low,
+            "style_ci_high": self.style_ci_high, "style_win_rate_at_mean": self.style_win_rate_at_mean,
+            "style_ci_low_at_mean": self.style_ci_low_at_mean, "style_ci_high_at_mean": self.style_ci_high_at_mean,
         }
+        if self.per_judge:
+            out["per_judge"] = {k: v.to_json() for k, v in self.per_judge.items()}
         out.update(self.extra)
         return out
 
@@ -387,6 +422,11 @@ class Comparison:
             mde=_opt_float(d, "mde"),
             # a file written before verdicts were stored: the verdict its own health figures give
             health_verdict=health.verdict() if verdict is None else HealthVerdict.from_json(verdict),
+            style_win_rate=_opt_float(d, "style_win_rate"), style_ci_low=_opt_float(d, "style_ci_low"),
+            style_ci_high=_opt_float(d, "style_ci_high"), style_win_rate_at_mean=_opt_float(d, "style_win_rate_at_mean"),
+            style_ci_low_at_mean=_opt_float(d, "style_ci_low_at_mean"),
+            style_ci_high_at_mean=_opt_float(d, "style_ci_high_at_mean"),
+            per_judge={str(k): JudgeRate.from_json(v) for k, v in (d.get("per_judge") or {}).items()},
             extra=_extra(d, _COMPARISON_KEYS),
         )
 
@@ -855,10 +895,125 @@ class RunInfo:
         )
 
 
+@dataclass(frozen=True)
+class StyleCoefficientResult:
+    """How much the judge pays for one style feature: its Bradley-Terry coefficient on the standardised difference
+    (logit per standard deviation; 0 with a [0, 0] CI when the feature had no spread and was left out of the fit)."""
+
+    name: str
+    estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def to_json(self) -> Json:
+        return {"estimate": self.estimate, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+    @classmethod
+    def from_json(cls, name: str, d: Mapping[str, Any]) -> StyleCoefficientResult:
+        return cls(name, _opt_float(d, "estimate"), _opt_float(d, "ci_low"), _opt_float(d, "ci_high"))
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """How style control was computed (``style``): the normalisation of the style differences (``reference_mean`` and
+    ``reference_std`` per feature, from this run's battles or frozen from an earlier run so adding a model moves no
+    other), the unit answer length was counted in, the battles fitted, and, when it could not run, why."""
+
+    features: tuple[str, ...] = ()
+    reference_mean: tuple[float, ...] = ()
+    reference_std: tuple[float, ...] = ()
+    reference_source: str = "run"
+    length_unit: str = ""
+    n_battles: int = 0
+    note: str | None = None
+
+    def to_json(self) -> Json:
+        return {"features": list(self.features), "reference_mean": list(self.reference_mean),
+                "reference_std": list(self.reference_std), "reference_source": self.reference_source,
+                "length_unit": self.length_unit, "n_battles": self.n_battles, "note": self.note}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> StyleInfo:
+        return cls(
+            features=tuple(str(x) for x in d.get("features") or []),
+            reference_mean=tuple(float(x) for x in d.get("reference_mean") or []),
+            reference_std=tuple(float(x) for x in d.get("reference_std") or []),
+            reference_source=str(d.get("reference_source") or "run"), length_unit=str(d.get("length_unit") or ""),
+            n_battles=_int(d, "n_battles"), note=None if d.get("note") is None else str(d["note"]),
+        )
+
+
+@dataclass(frozen=True)
+class PanelMember:
+    """One judge of a panel (``judges``): its weight in the panel's verdicts and where the weight comes from
+    (``agreement``: leave-one-out agreement with the rest of the panel times its position consistency; ``human``:
+    agreement with human labels; ``fixed``: the config's; ``equal``: the fallback when no weight could be earned),
+    its health, its chance-corrected agreement with the rest of the panel, and what it cost."""
+
+    name: str
+    label: str = ""
+    weight: float | None = None
+    weight_source: str = "agreement"
+    consistency: float | None = None
+    first_position_share: float | None = None
+    agreement: float | None = None  # Cohen's kappa with the rest of the panel (leave-one-out consensus)
+    n_matches: int = 0
+    errors: int = 0
+    cost_usd: float | None = None
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PanelMember:
+        return cls(
+            name=str(d["name"]), label=str(d.get("label") or ""), weight=_opt_float(d, "weight"),
+            weight_source=str(d.get("weight_source") or "agreement"), consistency=_opt_float(d, "consistency"),
+            first_position_share=_opt_float(d, "first_position_share"), agreement=_opt_float(d, "agreement"),
+            n_matches=_int(d, "n_matches"), errors=_int(d, "errors"), cost_usd=_opt_float(d, "cost_usd"),
+        )
+
+
+@dataclass(frozen=True)
+class KappaPair:
+    """Cohen's kappa between two panel members on the matches both scored (win / tie / loss)."""
+
+    judge_1: str
+    judge_2: str
+    kappa: float | None = None
+    n: int = 0
+
+    def to_json(self) -> Json:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> KappaPair:
+        return cls(str(d["judge_1"]), str(d["judge_2"]), _opt_float(d, "kappa"), _int(d, "n"))
+
+
+@dataclass(frozen=True)
+class PanelAgreement:
+    """Inter-judge agreement of a panel (``judge_agreement``): Cohen's kappa per pair, Fleiss' kappa over the matches
+    every member scored."""
+
+    pairs: tuple[KappaPair, ...] = ()
+    fleiss_kappa: float | None = None
+    n_items: int = 0
+
+    def to_json(self) -> Json:
+        return {"pairs": [p.to_json() for p in self.pairs], "fleiss_kappa": self.fleiss_kappa, "n_items": self.n_items}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PanelAgreement:
+        return cls(tuple(KappaPair.from_json(p) for p in d.get("pairs") or []), _opt_float(d, "fleiss_kappa"),
+                   _int(d, "n_items"))
+
+
 # sections a workflow other than compare adds; a later compare that does not recompute them keeps them
 KEPT_SECTIONS = ("sequential", "calibration")
 _RESULTS_KEYS = ("baseline", "candidates", "stats", "comparisons", "variant_pairs", "ratings", "sweeps", "health",
-                 "health_verdict", "health_by_group", *KEPT_SECTIONS, *_INFO_KEYS)
+                 "health_verdict", "health_by_group", "style", "style_coefficients", "judges", "judge_agreement",
+                 *KEPT_SECTIONS, *_INFO_KEYS)
 
 
 @dataclass(frozen=True)
@@ -878,6 +1033,12 @@ class Results:
     info: RunInfo = field(default_factory=RunInfo)
     sequential: SequentialRun | None = None
     calibration: tuple[CalibrationRow, ...] = ()
+    # style control: how it was computed, and what the judge pays per style feature (one per feature, in order)
+    style: StyleInfo | None = None
+    style_coefficients: tuple[StyleCoefficientResult, ...] = ()
+    # a judge panel: its members and their agreement (empty / None for one judge)
+    judges: tuple[PanelMember, ...] = ()
+    judge_agreement: PanelAgreement | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def comparison(self, model: str) -> Comparison | None:
@@ -904,6 +1065,13 @@ class Results:
             out["sequential"] = self.sequential.to_json()
         if self.calibration:
             out["calibration"] = [r.to_json() for r in self.calibration]
+        if self.style is not None:
+            out["style"] = self.style.to_json()
+            out["style_coefficients"] = {c.name: c.to_json() for c in self.style_coefficients}
+        if self.judges:
+            out["judges"] = [j.to_json() for j in self.judges]
+        if self.judge_agreement is not None:
+            out["judge_agreement"] = self.judge_agreement.to_json()
         out.update(self.extra)
         return out
 
@@ -945,6 +1113,11 @@ class Results:
             info=RunInfo.from_json(d),
             sequential=None if d.get("sequential") is None else SequentialRun.from_json(d["sequential"]),
             calibration=tuple(CalibrationRow.from_json(r) for r in d.get("calibration") or []),
+            style=None if d.get("style") is None else StyleInfo.from_json(d["style"]),
+            style_coefficients=tuple(StyleCoefficientResult.from_json(str(k), v)
+                                     for k, v in (d.get("style_coefficients") or {}).items()),
+            judges=tuple(PanelMember.from_json(j) for j in d.get("judges") or []),
+            judge_agreement=None if d.get("judge_agreement") is None else PanelAgreement.from_json(d["judge_agreement"]),
             extra=_extra(d, _RESULTS_KEYS),
         )
 
