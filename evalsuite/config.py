@@ -92,6 +92,16 @@ class JudgingOptions:
                     choices=("strict", "average", "games"))
     pairs: str = key("baseline", "`baseline`: each candidate against the baseline; `all`: every pair of models too.",
                      choices=("baseline", "all"))
+    panel: tuple[str, ...] = key((), "The `[judges.<name>]` tables that judge, in this order (`--judges` overrides it). "
+                                     "Empty: every `[judges.<name>]` table, in file order.")
+
+
+@dataclass(frozen=True)
+class PanelKeys:
+    """Keys of a ``[judges.<name>]`` table that are no ModelSpec field: they travel in ``ModelSpec.extra``."""
+
+    weight: float | None = key(None, "This judge's fixed weight in the panel's verdict. Unset: computed from its "
+                                     "agreement with the other members and its position consistency.")
 
 
 @dataclass(frozen=True)
@@ -158,9 +168,35 @@ class Config:
     seed: int = 0
     raw: dict[str, Any] = field(default_factory=dict)
     iterate: IterateOptions = field(default_factory=IterateOptions)
+    # the judge panel in use, by [judges.<name>] table name (empty when only [judge] is used); `judge` is its first
+    judges: dict[str, ModelSpec] = field(default_factory=dict)
+    defined_judges: dict[str, ModelSpec] = field(default_factory=dict)  # every [judges.<name>] table, in file order
 
     def model_names(self) -> list[str]:
         return sorted(self.models)
+
+    def with_judges(self, names: Sequence[str], *, what: str = "--judges") -> Config:
+        """The config judged by the ``[judges.<name>]`` tables ``names`` (in that order): ``judges`` is that panel
+        and ``judge`` its first member. An unknown name, a duplicate vote or a shared judge label is an input error."""
+        panel = pick_panel(self.defined_judges, names, where=str(self.path or "config"), what=what)
+        return dataclasses.replace(self, judges=panel, judge=next(iter(panel.values())))
+
+    def single_judge(self, command: str, *, judges_flag: bool = False) -> ModelSpec:
+        """The one judge of a workflow that takes one (grade, label, sequential, ...): ``judge``, unless the panel
+        has several members, which is an input error saying how to pick one (``judges_flag``: ``command`` has
+        ``--judges``)."""
+        first = next(iter(self.judges), "NAME")
+        fix = (f"pick one with --judges {first}" if judges_flag
+               else f"pick one with --set 'judging.panel=[\"{first}\"]'") + ", or use [judge]"
+        require_one_judge(command, list(self.judges), where=str(self.path or "config"), fix=fix)
+        return self.judge
+
+
+def require_one_judge(command: str, judges: Sequence[str], *, where: str, fix: str) -> None:
+    """Refuse a panel of several judges for a workflow that takes one: the one check every such workflow makes."""
+    if len(judges) >= 2:
+        raise InputError(f"{command} takes one judge, but the panel has {len(judges)} ({', '.join(judges)})",
+                         where=where, fix=fix)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -197,6 +233,7 @@ def config_tables() -> list[ConfigTable]:
     model = keys_of(ModelSpec, exclude=_NOT_KEYS)
     extra = keys_of(ModelExtraKeys)
     judging = keys_of(JudgingOptions)
+    judge_model = _with_defaults(model, JUDGE_DEFAULTS)
     checkpoint_model = [k for k in model if k.name not in _CHECKPOINT_MODEL_KEYS_EXCLUDED]
     return [
         ConfigTable("bench", "The benchmark: a bundled question set, a JSONL file, or a Hugging Face dataset.",
@@ -204,7 +241,11 @@ def config_tables() -> list[ConfigTable]:
         ConfigTable("models.<name>", "One table per answer model; `<name>` is the name commands take "
                     "(`evalsuite compare sft dpo`).", tuple(model + extra)),
         ConfigTable("judge", "The judge: the model keys (with the judge's own defaults) and the judging keys.",
-                    tuple(_with_defaults(model, JUDGE_DEFAULTS) + extra + judging)),
+                    tuple(judge_model + extra + judging)),
+        ConfigTable("judges.<name>", "A judge panel: one table per judge, with the model keys of `[judge]` (and its "
+                    "defaults); `<name>` is the judge's name in results and for `--judges`. The judging keys stay in "
+                    "`[judging]` and apply to every member; `[judge]` then holds no model keys.",
+                    tuple(judge_model + extra + keys_of(PanelKeys))),
         ConfigTable("judging", "The judging keys of `[judge]`, in a table of their own; a key set here wins over "
                     "the same key in `[judge]`.", tuple(judging)),
         ConfigTable("run", "The run directory and the seed of the statistics.", tuple(keys_of(RunOptions))),
@@ -343,9 +384,23 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
     judge_values = _check_table(raw.get("judge", {}), _table_keys("judge"), "judge", origins)
     judging_keys = set(_table_keys("judging"))
     judging_values = {k: judge_values.pop(k) for k in list(judge_values) if k in judging_keys}
-    judging_values.update(_check_table(raw.get("judging", {}), _table_keys("judging"), "judging", origins))
+    judging_raw = raw.get("judging", {})
+    if isinstance(judging_raw, dict) and isinstance(judging_raw.get("panel"), str):  # --set judging.panel=a,b
+        judging_raw = {**judging_raw, "panel": [n.strip() for n in judging_raw["panel"].split(",") if n.strip()]}
+    judging_values.update(_check_table(judging_raw, _table_keys("judging"), "judging", origins))
     judge = _model_from_values("judge", {**JUDGE_DEFAULTS, **judge_values})
     judging = JudgingOptions(**judging_values)
+    defined_judges = _judge_tables(raw.get("judges", {}), origins)
+    panel: dict[str, ModelSpec] = {}
+    if defined_judges and judge_values:
+        first = next(iter(judge_values))
+        raise InputError(f"[judge] sets model keys ({', '.join(judge_values)}) beside [judges.<name>] tables",
+                         where=origins.of("judge", first),
+                         fix="use [judges.<name>] tables for every member; keep only judging keys in [judge] or [judging]")
+    if defined_judges or judging.panel:
+        where = origins.of("judging", "panel") if judging.panel else origins.file
+        panel = pick_panel(defined_judges, judging.panel or list(defined_judges), where=where, what="judging.panel")
+        judge = next(iter(panel.values()))
 
     run = RunOptions(**_check_table(raw.get("run", {}), _table_keys("run"), "run", origins))
     train_values = _check_table(raw.get("train", {}), _table_keys("train"), "train", origins)
@@ -366,7 +421,77 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), *
         seed=run.seed,
         raw=raw,
         iterate=iterate,
+        judges=panel,
+        defined_judges=defined_judges,
     )
+
+
+def _judge_tables(tables: Any, origins: _Origins) -> dict[str, ModelSpec]:
+    """The ``[judges.<name>]`` tables as judge specs, in file order: the keys of ``[judge]`` with its defaults, plus
+    ``weight``; a judging key there is refused (it belongs in ``[judging]``, for every member)."""
+    if not isinstance(tables, dict):
+        raise InputError(f"judges = {toml_value(tables)} is not a table", where=origins.of("judges"),
+                         fix="write one [judges.<name>] table per judge")
+    keys = _table_keys("judges.<name>")
+    judging_keys = set(_table_keys("judging"))
+    out: dict[str, ModelSpec] = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise InputError(f"judges.{name} = {toml_value(table)} is not a table", where=origins.of("judges", name),
+                             fix="write one [judges.<name>] table per judge, e.g. [judges.gpt4] with model = ...")
+        check_model_name(name, origins.of("judges", name), fix=f"rename [judges.{name}] to a plain name like gpt4")
+        misplaced = [k for k in table if k in judging_keys]
+        if misplaced:
+            k = misplaced[0]
+            raise InputError(f"judges.{name}.{k} is a judging key, which applies to every judge of the panel",
+                             where=origins.of("judges", name, k), fix=f"move {k} to [judging]")
+        values = _check_table(table, keys, f"judges.{name}", origins)
+        weight = values.get("weight")
+        if weight is not None and not (0.0 <= weight < float("inf")):
+            raise InputError(f"judges.{name}.weight = {toml_value(weight)} is not a weight",
+                             where=origins.of("judges", name, "weight"), fix="write a number >= 0, or leave it unset")
+        out[name] = _model_from_values(name, {**JUDGE_DEFAULTS, **values})
+    return out
+
+
+def _endpoint_identity(spec: ModelSpec) -> tuple[Any, ...]:
+    """What makes two judges the same voter: backend, endpoint(s), model, adapter and revision."""
+    urls = spec.base_url if isinstance(spec.base_url, (list, tuple)) else [spec.base_url] if spec.base_url else []
+    return (spec.backend, tuple(sorted(u.rstrip("/") for u in urls)), spec.model, spec.adapter, spec.revision)
+
+
+def pick_panel(defined: Mapping[str, ModelSpec], names: Sequence[str], *, where: str, what: str = "--judges"
+               ) -> dict[str, ModelSpec]:
+    """The members ``names`` of the ``[judges.<name>]`` tables ``defined``, checked: each defined and named once,
+    no two the same judge (a duplicate vote), no two sharing a judge label (the key of their judgments)."""
+    from evalsuite.judge import judge_label  # evalsuite.judge reads this module's specs
+
+    if not defined:
+        raise InputError(f"{what} names {', '.join(names)}, but no [judges.<name>] table is defined",
+                         where=where, fix="define one [judges.<name>] table per judge of the panel")
+    panel: dict[str, ModelSpec] = {}
+    for name in names:
+        if name not in defined:
+            raise InputError(f"{what} names judge {name!r}, which has no [judges.{name}] table", where=where,
+                             fix=f"defined judges: {', '.join(defined)}")
+        if name in panel:
+            raise InputError(f"{what} names judge {name!r} twice", where=where, fix="name each judge once")
+        panel[name] = defined[name]
+    voters: dict[tuple[Any, ...], str] = {}
+    labels: dict[str, str] = {}
+    for name, spec in panel.items():
+        same = voters.setdefault(_endpoint_identity(spec), name)
+        if same != name:
+            raise InputError(f"judges {same!r} and {name!r} are the same judge ({spec.backend} model {spec.model!r}"
+                             f"{f' at {spec.base_url}' if spec.base_url else ''}): a duplicate vote",
+                             where=where, fix=f"remove [judges.{name}] or point it at another model")
+        label = judge_label(spec)
+        other = labels.setdefault(label, name)
+        if other != name:
+            raise InputError(f"judges {other!r} and {name!r} have the same judge label {label!r}, the key of their "
+                             "judgments in the run store", where=where,
+                             fix=f'set label = "{name}" in [judges.{name}]')
+    return panel
 
 
 def iterate_options(table: dict[str, Any], where: str = "config") -> IterateOptions:
@@ -375,7 +500,7 @@ def iterate_options(table: dict[str, Any], where: str = "config") -> IterateOpti
 
 
 def _model_from_values(name: str, values: dict[str, Any]) -> ModelSpec:
-    extra_keys = {f.name for f in fields(ModelExtraKeys)}
+    extra_keys = {f.name for f in fields(ModelExtraKeys)} | {f.name for f in fields(PanelKeys)}
     extra = {k: values.pop(k) for k in list(values) if k in extra_keys}
     values.setdefault("model", name)
     return ModelSpec(name=name, extra=extra, **values)
@@ -477,6 +602,7 @@ def config_reference(heading_level: int = 2) -> str:
 
 __all__ = [
     "DEFAULT_CONFIG", "JUDGE_DEFAULTS", "CheckpointOptions", "Config", "ConfigTable", "IterateOptions", "JudgingOptions",
-    "ModelExtraKeys", "ModelSpec", "RunOptions", "apply_override", "config_reference", "config_tables",
-    "iterate_options", "load_config", "model_keys", "model_spec", "parse_override", "resolve_models",
+    "ModelExtraKeys", "ModelSpec", "PanelKeys", "RunOptions", "apply_override", "config_reference", "config_tables",
+    "iterate_options", "load_config", "model_keys", "model_spec", "pick_panel", "parse_override", "require_one_judge",
+    "resolve_models",
 ]

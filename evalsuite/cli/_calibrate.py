@@ -22,6 +22,8 @@ def calibrate_cmd(human: str, run_dir: str | None, judge: str | None, alpha: flo
 
     if not 0.0 < alpha < 1.0:
         raise InputError(f"--alpha {alpha} is not in (0, 1)", fix="e.g. --alpha 0.05")
+    if run_dir is not None:
+        _require_one_judge(run_dir)
     rows = calibrate(human, run_dir=run_dir, judge=judge, alpha=alpha)
     if fmt == "json":
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
@@ -36,3 +38,19 @@ def calibrate_cmd(human: str, run_dir: str | None, judge: str | None, alpha: flo
         path = attach_to_run(run_dir, rows)
         if path is not None:
             click.echo(f"wrote the calibration into {path} and the leaderboard", err=True)
+
+
+def _require_one_judge(run_dir: str) -> None:
+    """A run judged by a panel holds several judges' verdicts; calibrate corrects one judge's."""
+    from pathlib import Path
+
+    from evalsuite.config import require_one_judge
+    from evalsuite.store import RunStore
+
+    if not (Path(run_dir) / "evalsuite.sqlite").is_file():
+        return  # calibrate says what is wrong with the folder
+    with RunStore(run_dir) as store:
+        judges = sorted({j.judge for j in store.judgments()})
+    require_one_judge("calibrate", judges, where=run_dir,
+                      fix=f"export the run (evalsuite export --run-dir {run_dir} --out OUT) and pass one judge's "
+                          "OUT/model_judgment/<judge>_pair.jsonl with --judge")

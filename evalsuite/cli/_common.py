@@ -29,6 +29,8 @@ _judging_options: list[Callable[[Any], Any]] = [
                  help="Swap reconciliation (default strict, MT-Bench's rule; games: each order is one game, Arena-Hard)."),
     click.option("--template", help="Judge template name or file (used for the turn it judges)."),
     click.option("--pairs", type=click.Choice(["baseline", "all"]), help="Judge candidates only vs the baseline, or every pair."),
+    click.option("--judges", "judges", metavar="NAME,...",
+                 help="The [judges.<name>] tables that judge, as a panel (default: judging.panel, else every one)."),
     click.option("--retry-errors", is_flag=True, help="Re-ask judgments stored as errors."),
     click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for CIs and p-values."),
     click.option("--bt-rounds", type=int, default=1_000, show_default=True, help="Bootstrap rounds for Bradley-Terry CIs."),
@@ -55,9 +57,16 @@ def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def batch_backends(config: Config, judge: bool, models: Sequence[ModelSpec], batch: bool, batch_retry: str,
                    batch_poll: float) -> StageBackends | None:
-    """``--batch``: batch backends for the judge (``judge``) and the answer models that have batch files; else None."""
+    """``--batch``: batch backends for the judge (``judge``) and the answer models that have batch files; else None.
+    A batch serves one judge: with a panel, judge one member at a time (``--judges NAME``)."""
     if not batch:
         return None
+    if judge and len(config.judges) >= 2:
+        from evalsuite.errors import InputError
+
+        raise InputError(f"--batch sends one judge's calls, but the panel has {len(config.judges)} "
+                         f"({', '.join(config.judges)})", fix=f"run --batch --judges NAME once per judge (e.g. "
+                         f"--judges {next(iter(config.judges))}), then once without --batch: stored calls are not asked again")
     from evalsuite.backends.batch import BatchOptions
     from evalsuite.backends.batch import batch_backends as build
 
@@ -87,8 +96,12 @@ def judging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def judging_flags(config: Config, mode: str | None, pairs: str | None, template: str | None) -> Config:
-    """The config with the judging flags that were given applied (flags win over the project file)."""
+def judging_flags(config: Config, mode: str | None, pairs: str | None, template: str | None,
+                  judges: str | None = None) -> Config:
+    """The config with the judging flags that were given applied (flags win over the project file); ``judges``:
+    ``--judges a,b``, the panel's members."""
+    if judges is not None:
+        config = pick_judges(config, judges)
     judging = config.judging
     if mode:
         judging = replace(judging, mode=mode)
@@ -97,6 +110,16 @@ def judging_flags(config: Config, mode: str | None, pairs: str | None, template:
     if template:
         judging = replace(judging, template=template)
     return replace(config, judging=judging)
+
+
+def pick_judges(config: Config, judges: str | None) -> Config:
+    """``--judges a,b``: the config judged by those ``[judges.<name>]`` tables (None: as the project file says)."""
+    if judges is None:
+        return config
+    names = [n.strip() for n in judges.split(",") if n.strip()]
+    if not names:
+        raise click.UsageError("--judges names no judge; e.g. --judges gpt4,claude")
+    return config.with_judges(names)
 
 
 def build_config(config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,

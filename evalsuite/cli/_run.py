@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from evalsuite.cli._common import (
     echo_batch_reports,
     judging_flags,
     judging_options,
+    pick_judges,
     progress_factory,
 )
 from evalsuite.cli._sequential import compare_sequential_options, run_sequential_cli
@@ -36,20 +38,21 @@ if TYPE_CHECKING:
               help="Keep significance marks and the best beta when the judge fails its health check (docs/judge-health.md).")
 def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
                 bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
-                template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-                quiet: bool, batch: bool, batch_retry: str, batch_poll: float, sequential: bool = False, wave: int = 8,
+                template: str | None, pairs: str | None, judges: str | None, retry_errors: bool, resamples: int, bt_rounds: int,
+                seed: int | None, quiet: bool, batch: bool, batch_retry: str, batch_poll: float, sequential: bool = False, wave: int = 8,
                 rule: str = "lower-bound", min_win_rate: float = 0.5, alpha: float = 0.05, no_viewer: bool = False,
                 allow_unhealthy_judge: bool = False) -> None:
     """Generate what is missing, judge every CANDIDATE against BASELINE in both orders, print and write the leaderboard.
 
     Names are [models.*] entries or trained checkpoints: `dpo` expands to every trained beta (dpo-b0.05, dpo-b0.1, ...).
-    Re-running finishes an interrupted run without repeating a finished call.
+    With [judges.<name>] tables every judge of the panel judges both orders. Re-running finishes an interrupted run
+    without repeating a finished call.
     """
     from evalsuite.pipeline.compare import run_compare
     from evalsuite.report.results import StatsOptions
 
     config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
-                           mode, pairs, template)
+                           mode, pairs, template, judges)
     if seed is not None:
         config = replace(config, seed=seed)
     base, cands = baseline_and_candidates(config, baseline, candidates)
@@ -73,10 +76,17 @@ def compare_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | N
         stats_options=stats_options, backends=backends, viewer=not no_viewer,
     )
     echo_batch_reports(backends)
+    echo_judge_failures(outcome.judge_failures)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
     if outcome.viewer_path is not None:
         click.echo(f"wrote {outcome.viewer_path}", err=True)
+
+
+def echo_judge_failures(failures: Mapping[str, str]) -> None:
+    """One warning line on stderr per panel member that failed in this run (the others' verdicts made the results)."""
+    for name, reason in failures.items():
+        click.echo(f"warning: judge {name} failed, the panel went on without it: {reason}", err=True)
 
 
 def print_summary(results: Results) -> None:
@@ -167,8 +177,8 @@ def generate_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str 
 @click.option("--no-viewer", is_flag=True, help="Do not write viewer.html (every judgment, as one HTML page) beside leaderboard.md.")
 def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None,
               bench_path: str | None, limit: int | None, categories: str | None, overrides: tuple[str, ...], mode: str | None,
-              template: str | None, pairs: str | None, retry_errors: bool, resamples: int, bt_rounds: int, seed: int | None,
-              quiet: bool, batch: bool, batch_retry: str, batch_poll: float, no_viewer: bool = False) -> None:
+              template: str | None, pairs: str | None, judges: str | None, retry_errors: bool, resamples: int, bt_rounds: int,
+              seed: int | None, quiet: bool, batch: bool, batch_retry: str, batch_poll: float, no_viewer: bool = False) -> None:
     """Judge stored answers only (no generation): CANDIDATES vs BASELINE in both orders, then write the results.
 
     Names are answer-model names in the run store (generated, or brought in with `evalsuite import-answers`).
@@ -178,7 +188,7 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
     from evalsuite.report.results import StatsOptions
 
     config = judging_flags(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides),
-                           mode, pairs, template)
+                           mode, pairs, template, judges)
     if seed is not None:
         config = replace(config, seed=seed)
     specs = [config.models.get(n) or ModelSpec(name=n, backend="none") for n in (baseline, *candidates)]
@@ -187,6 +197,7 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
                           generate_answers=False, backends=backends, viewer=not no_viewer,
                           stats_options=StatsOptions(n_resamples=resamples, bt_rounds=bt_rounds, seed=config.seed))
     echo_batch_reports(backends)
+    echo_judge_failures(outcome.judge_failures)
     print_summary(outcome.results)
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)
     if outcome.viewer_path is not None:
@@ -197,18 +208,20 @@ def judge_cmd(baseline: str, candidates: tuple[str, ...], config_path: str | Non
 @click.argument("models", nargs=-1, required=True)
 @common_options
 @click.option("--template", help="A single-answer grading template (kind = \"single\"); default: picked per category and turn.")
+@click.option("--judges", "judges", metavar="NAME", help="The [judges.<name>] table that grades (grading takes one judge).")
 @click.option("--retry-errors", is_flag=True, help="Re-ask grades stored as errors.")
 @click.option("--resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples for the CIs.")
 @click.option("--seed", type=int, help="Seed for the resampling.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def grade_cmd(models: tuple[str, ...], config_path: str | None, run_dir: str | None, bench_name: str | None, bench_path: str | None,
-              limit: int | None, categories: str | None, overrides: tuple[str, ...], template: str | None, retry_errors: bool,
-              resamples: int, seed: int | None, quiet: bool) -> None:
+              limit: int | None, categories: str | None, overrides: tuple[str, ...], template: str | None, judges: str | None,
+              retry_errors: bool, resamples: int, seed: int | None, quiet: bool) -> None:
     """Single-answer grading (MT-Bench's score mode): generate what is missing, grade every answer 1-10, write grades.json."""
     from evalsuite.config import resolve_models
     from evalsuite.pipeline.grade import grade
 
-    config = build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides)
+    config = pick_judges(build_config(config_path, run_dir, bench_name, bench_path, limit, categories, overrides), judges)
+    config.single_judge("grade", judges_flag=True)
     outcome = grade(config, resolve_models(config, models), progress=progress_factory(quiet), template=template,
                     retry_errors=retry_errors, n_resamples=resamples, seed=seed)
     click.echo(f"{'model':<20} {'score':>6} {'95% CI':>15} {'turn 1':>7} {'turn 2':>7} {'n':>5} {'errors':>6}")

@@ -69,6 +69,7 @@ def run_sequential_cli(
     from evalsuite.pipeline.sequential import run_sequential
     from evalsuite.report.gate import sequential_checks
 
+    config.single_judge("compare --sequential", judges_flag=True)
     outcome = run_sequential(config, baseline, candidates, options, progress=progress_factory(quiet),
                              retry_errors=retry_errors, stats_options=stats_options, backends=backends)
     allow_unhealthy = bool(getattr(stats_options, "allow_unhealthy_judge", False))
@@ -92,6 +93,7 @@ def gate_sequential(run_dir: str, baseline: str, candidates: Sequence[str], rule
     config = build_config(config_path, run_dir, None, None, None, None, overrides)
     if seed is not None:
         config = replace(config, seed=seed)
+    config.single_judge("gate --sequential")
     base, cands = baseline_and_candidates(config, baseline, candidates)
     outcome = run_sequential(config, base, cands, replace(options, seed=config.seed), progress=progress_factory(quiet))
     click.echo(f"wrote {outcome.results_path} and {outcome.leaderboard_path}", err=True)

@@ -26,7 +26,16 @@ from evalsuite.backends.roles import StageBackends
 from evalsuite.config import BenchSpec, Config, JudgingOptions, ModelSpec
 from evalsuite.errors import InputError
 from evalsuite.generate import GenerationSummary, generate_all
-from evalsuite.judge import JudgeSummary, ask_judge, build_matches, judge_label, load_template, run_grade, run_judge
+from evalsuite.judge import (
+    JudgeSummary,
+    ask_judge,
+    build_matches,
+    judge_label,
+    load_template,
+    plan_judge_requests,
+    run_grade,
+    run_judge,
+)
 from evalsuite.records import Answer, Match, Question
 from evalsuite.report.build import build_results, distinct_bigrams, orient_to
 from evalsuite.report.results import (
@@ -73,8 +82,11 @@ def load_questions(source: BenchSpec | Sequence[Question], template: str | None 
 @dataclass
 class PipelineRun:
     """What a workflow's ``step`` gets once answers are generated: the questions, the open store, what generation
-    did, and the judge stage (every judge call goes through :meth:`judge_pairs`, :meth:`grade` or :meth:`ask`, all
-    on one judge backend, built on first use and closed by :func:`run_pipeline`)."""
+    did, and the judge stage (every judge call goes through :meth:`judge_pairs`, :meth:`grade` or :meth:`ask`).
+
+    ``judges`` is the panel (default: ``[judge]``); ``judge`` is its first member, the one judge of the workflows
+    that take one (grading, labeling). Each member has its own backend, built on first use and closed by
+    :func:`run_pipeline`. ``failures``: the members whose judging failed in this run, by name, with the reason."""
 
     judge: ModelSpec
     judging: JudgingOptions
@@ -84,55 +96,100 @@ class PipelineRun:
     progress: ProgressFactory
     retry_errors: bool = False
     given_judge: ChatBackend | None = None
-    _own_judge: ChatBackend | None = field(default=None, repr=False)
+    judges: list[ModelSpec] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    _own_judges: dict[str, ChatBackend] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.judges:
+            self.judges = [self.judge]
+        if self.given_judge is not None and len(self.judges) > 1:
+            raise ValueError("a given judge backend serves one judge, and this run has a panel of "
+                             f"{len(self.judges)}: give none, or judge one member at a time")
 
     @property
     def judge_name(self) -> str:
         """The judge's name in stored judgments (see :func:`evalsuite.judge.judge_label`)."""
         return judge_label(self.judge)
 
-    def judge_backend(self) -> ChatBackend:
-        """The judge's backend: the one the caller gave, else one built now and kept for the rest of the run (a
-        local judge loads its weights once, and not at all when every call is stored)."""
+    def judge_backend(self, spec: ModelSpec | None = None) -> ChatBackend:
+        """The backend of ``spec`` (default: ``judge``): the one the caller gave, else one built now and kept for the
+        rest of the run (a local judge loads its weights once, and not at all when every call is stored)."""
+        spec = spec or self.judge
         if self.given_judge is not None:
             return self.given_judge
-        if self._own_judge is None:
-            self._own_judge = make_backend(self.judge)
-        return self._own_judge
+        label = judge_label(spec)
+        if label not in self._own_judges:
+            self._own_judges[label] = make_backend(spec)
+        return self._own_judges[label]
 
-    def judge_pairs(self, pairs: Sequence[tuple[str, str]], questions: Sequence[Question] | None = None) -> JudgeSummary:
-        """Judge every pair on ``questions`` (default: all of the run's) in both orders; what is stored is not asked."""
-        return run_judge(self.judge, pairs, self.questions if questions is None else questions, self.store,
-                         self.judging, progress=self.progress, retry_errors=self.retry_errors, backend=_Lazy(self))
+    def judge_pairs(self, pairs: Sequence[tuple[str, str]], questions: Sequence[Question] | None = None
+                    ) -> list[JudgeSummary]:
+        """Judge every pair on ``questions`` (default: all of the run's) in both orders with every member of the
+        panel; what the store holds for a member is not asked again. One summary per member, in panel order.
+
+        With one judge, an input error (an unreachable endpoint, a missing model) stops the run, as it always did.
+        In a panel, a failing member does not stop the others: its summary counts its unasked calls as errors and
+        :attr:`failures` says why; only a panel whose every member failed stops the run."""
+        asked = self.questions if questions is None else questions
+        summaries: list[JudgeSummary] = []
+        raised: list[InputError] = []
+        for spec in self.judges:
+            try:
+                summary = run_judge(spec, pairs, asked, self.store, self.judging, progress=self.progress,
+                                    retry_errors=self.retry_errors, backend=_Lazy(self, spec))
+            except InputError as exc:
+                if len(self.judges) == 1:
+                    raise
+                raised.append(exc)
+                self.failures[spec.name] = str(exc)
+                summary = self._unasked(spec, pairs, asked)
+            else:
+                if len(self.judges) > 1 and summary.requested and summary.errors == summary.requested:
+                    self.failures[spec.name] = f"every one of its {summary.requested} calls failed"
+            summaries.append(summary)
+        if raised and len(raised) == len(self.judges):
+            raise raised[0]
+        return summaries
+
+    def _unasked(self, spec: ModelSpec, pairs: Sequence[tuple[str, str]], questions: Sequence[Question]) -> JudgeSummary:
+        """A failed member's summary: the calls it still owes (planned again now) count as asked and failed."""
+        label = judge_label(spec)
+        answers = {m: self.store.answers(m) for m in sorted({m for p in pairs for m in p})}
+        pending, cached, missing = plan_judge_requests(spec, pairs, questions, answers, self.store.judgment_index(label),
+                                                       self.judging, retry_errors=self.retry_errors)
+        return JudgeSummary(label, len(pending), cached, len(pending), missing)
 
     def grade(self, models: Sequence[str], template: str | None) -> JudgeSummary:
-        """Grade every answer of ``models`` 1-10 (single-answer grading); what is stored is not asked."""
+        """Grade every answer of ``models`` 1-10 (single-answer grading) with ``judge``; what is stored is not asked."""
         return run_grade(self.judge, models, self.questions, self.store, template=template, progress=self.progress,
-                         retry_errors=self.retry_errors, backend=_Lazy(self))
+                         retry_errors=self.retry_errors, backend=_Lazy(self, self.judge))
 
     def ask(self, requests: Sequence[ChatRequest], title: str) -> tuple[int, int]:
-        """Send requests a workflow planned itself (labeling's schedule); returns (calls made, errors)."""
+        """Send requests a workflow planned itself (labeling's schedule) to ``judge``; returns (calls made, errors)."""
         return ask_judge(self.judge, requests, self.store, title, self.progress, self.judge_backend())
 
     def close(self) -> None:
-        if self._own_judge is not None:
-            self._own_judge.close()
-            self._own_judge = None
+        """Close every judge backend this run built."""
+        while self._own_judges:
+            _, backend = self._own_judges.popitem()
+            backend.close()
 
 
 class _Lazy:
-    """The run's judge backend, built only when a call is actually sent (a fully cached stage builds nothing)."""
+    """One judge's backend, built only when a call is actually sent (a fully cached stage builds nothing)."""
 
     name = "lazy"
 
-    def __init__(self, run: PipelineRun) -> None:
+    def __init__(self, run: PipelineRun, spec: ModelSpec) -> None:
         self._run = run
+        self._spec = spec
 
     def run(self, requests: Sequence[ChatRequest], on_done: OnDone, progress: Progress) -> None:
-        self._run.judge_backend().run(requests, on_done, progress)
+        self._run.judge_backend(self._spec).run(requests, on_done, progress)
 
     def close(self) -> None:
-        """The run closes its judge backend (:meth:`PipelineRun.close`)."""
+        """The run closes its judge backends (:meth:`PipelineRun.close`)."""
 
 
 @dataclass(frozen=True)
@@ -157,12 +214,14 @@ def run_pipeline(
     generate: bool = True,
     retry_errors: bool = False,
     generate_stage: str | None = None,
+    judges: Sequence[ModelSpec] = (),
 ) -> PipelineOutput[T]:
     """Load -> store -> generate -> ``step`` (judge and compute): the one composition every workflow runs.
 
     ``questions``: a benchmark to load, or the workflow's own. ``store``: a run directory (opened and closed here)
     or an open store (left open). ``models``: the answer models to generate (with ``generate=False`` their answers
     must be stored already); ``generate_stage`` names the generation stage in its errors (labeling: "sampling").
+    ``judges``: a panel that judges pairs together (default: ``judge`` alone; ``judge`` should be its first member).
     The workflow writes what ``step`` returns. Safe to re-run at any point: every call is
     stored as it lands and a stored call is not asked again.
     """
@@ -180,7 +239,7 @@ def run_pipeline(
             if generate_stage is None:
                 raise
             raise InputError(f"{generate_stage}: {exc}") from None
-        run = PipelineRun(judge, judging, loaded, opened, generation, progress, retry_errors, given.judge)
+        run = PipelineRun(judge, judging, loaded, opened, generation, progress, retry_errors, given.judge, list(judges))
         return PipelineOutput(step(run), generation, loaded)
     finally:
         if run is not None:
@@ -229,17 +288,29 @@ def collect_matches(
     return build_matches(judgments, categories, mode, orient_to(baseline, candidates))  # type: ignore[arg-type]
 
 
-def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judge: ModelSpec) -> Usage:
+def _judge_usage(store: RunStore, judge: ModelSpec) -> TokenUsage:
+    """One judge's tokens in the store, and their cost where its entry names prices."""
     from evalsuite.backends.batch import token_cost  # calls a batch file answered are billed at the batch price
 
-    batch_models, batch_judges = store.batch_usage()
+    label = judge_label(judge)
+    p, c = store.judge_usage().get(label, (0, 0))
+    return TokenUsage(p, c, token_cost(judge, (p, c), store.batch_usage()[1].get(label, (0, 0))))
+
+
+def _usage(store: RunStore, specs: Mapping[str, ModelSpec], judges: Sequence[ModelSpec]) -> Usage:
+    """Tokens and cost per answer model, and of the judges together (a panel's usage is its members' sum)."""
+    from evalsuite.backends.batch import token_cost
+
+    batch_models, _ = store.batch_usage()
     models = {}
     for name, (p, c) in store.usage_by_model().items():
         if name in specs:
             models[name] = TokenUsage(p, c, token_cost(specs[name], (p, c), batch_models.get(name, (0, 0))))
-    label = judge_label(judge)
-    p, c = store.judge_usage().get(label, (0, 0))
-    return Usage(models, TokenUsage(p, c, token_cost(judge, (p, c), batch_judges.get(label, (0, 0)))))
+    each = [_judge_usage(store, j) for j in judges]
+    costs = [u.cost_usd for u in each if u.cost_usd is not None]
+    judge = TokenUsage(sum(u.prompt_tokens for u in each), sum(u.completion_tokens for u in each),
+                       round(sum(costs), 6) if costs else None)
+    return Usage(models, each[0] if len(each) == 1 else judge)
 
 
 def compute_results(
@@ -252,10 +323,18 @@ def compute_results(
     stats_options: StatsOptions,
     judge_name: str | None = None,
 ) -> Results:
-    """The results document of ``candidates`` against ``baseline`` over ``questions``, from what the store holds."""
-    judge = judge_name or judge_label(config.judge)
+    """The results document of ``candidates`` against ``baseline`` over ``questions``, from what the store holds.
+
+    With a panel of two or more judges (``config.judges``), each member's matches are collected under its own label
+    and the panel's results are built from them (:func:`evalsuite.report.panel.build_panel_results`); the run's
+    judge is then the members' names joined with ``+`` and its usage their sum."""
+    panel = list(config.judges.values()) if len(config.judges) >= 2 and judge_name is None else []
+    judge = "+".join(config.judges) if panel else judge_name or judge_label(config.judge)
     cand_names = [c.name for c in candidates]
-    matches = collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode)
+    member_matches = {j.name: collect_matches(store, judge_label(j), questions, baseline.name, cand_names,
+                                              config.judging.mode) for j in panel}
+    matches = ([m for ms in member_matches.values() for m in ms] if panel
+               else collect_matches(store, judge, questions, baseline.name, cand_names, config.judging.mode))
     ids = {q.question_id for q in questions}
     answers = {m: {q: a for q, a in store.answers(m).items() if q in ids} for m in (baseline.name, *cand_names)}
     lengths = answer_lengths(answers)
@@ -276,13 +355,32 @@ def compute_results(
         mode=config.judging.mode,
         pairs=config.judging.pairs,
         training={s.name: tuple(TrainingFlag.from_json(f) for f in s.extra["flags"]) for s in candidates if s.extra.get("flags")},
-        usage=_usage(store, specs, config.judge),
+        usage=_usage(store, specs, panel or [config.judge]),
     )
     diversity = {m: distinct_bigrams([t for a in by_q.values() for t in a.turns]) for m, by_q in answers.items()}
+    if panel:
+        from evalsuite.report.panel import PanelJudge, build_panel_results
+
+        members = [PanelJudge(j.name, judge_label(j), tuple(member_matches[j.name]), _judge_usage(store, j).cost_usd,
+                              j.extra.get("weight")) for j in panel]
+        return build_panel_results(members, baseline=baseline.name, candidates=cand_names, lengths=lengths,
+                                   options=stats_options, info=info, diversity=diversity)
     return build_results(
         matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, info=info,
         diversity=diversity,
     )
+
+
+def panel_summary(summaries: Sequence[JudgeSummary], name: str) -> JudgeSummary:
+    """What a panel's judging did, as one summary named ``name``: its members' counts added up (one member: its own).
+
+    >>> panel_summary([JudgeSummary("a", 4, 2, 1, 0), JudgeSummary("b", 6, 0, 6, 0)], "x+y")
+    JudgeSummary(judge='x+y', requested=10, cached=2, errors=7, skipped_missing=0)
+    """
+    if len(summaries) == 1:
+        return summaries[0]
+    return JudgeSummary(name, sum(s.requested for s in summaries), sum(s.cached for s in summaries),
+                        sum(s.errors for s in summaries), sum(s.skipped_missing for s in summaries))
 
 
 def with_run_records(results: Results, generation: Sequence[GenerationSummary], judging: JudgeSummary,
@@ -314,6 +412,6 @@ def write_outputs(results: Results, run_dir: Path) -> tuple[Path, Path]:
 
 __all__ = [
     "LEADERBOARD_FILE", "RESULTS_FILE", "PipelineOutput", "PipelineRun", "ProgressFactory", "StageBackends",
-    "answer_lengths", "collect_matches", "compute_results", "load_questions", "require_answers", "require_judge",
-    "run_pipeline", "with_run_records", "write_outputs",
+    "answer_lengths", "collect_matches", "compute_results", "load_questions", "panel_summary", "require_answers",
+    "require_judge", "run_pipeline", "with_run_records", "write_outputs",
 ]
