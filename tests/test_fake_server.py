@@ -7,6 +7,8 @@ statistical checks (judge follows strengths, fault rates) run over fixed prompts
 from __future__ import annotations
 
 import asyncio
+import doctest
+import hashlib
 import json
 import math
 import os
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +26,8 @@ import openai
 import pytest
 from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
 
-from evalsuite.testing.fake_server import FakeOpenAIServer, FaultPlan
+from evalsuite.testing import fake_server
+from evalsuite.testing.fake_server import FakeOpenAIServer, FaultPlan, JudgeProfile
 
 REPO = Path(__file__).resolve().parents[1]
 STRENGTHS = {"weak": -2.0, "strong": 2.0, "sft": 0.0, "dpo": 0.5, "twin": 0.0}
@@ -384,3 +388,204 @@ def test_cli_prints_ready_and_serves() -> None:
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert out == ""  # exactly one line on stdout
+
+
+# ---------------------------------------------------------------------- answer styles and judge profiles
+
+MULTI_TURN = (
+    "[Begin conversation with assistant A]\n\n[User, message 1]\n{q1}\n\n[Assistant A, reply 1]\n{a1}\n\n"
+    "[User, message 2]\n{q2}\n\n[Assistant A, reply 2]\n{a2}\n\n[End conversation with assistant A]\n\n"
+    "[Begin conversation with assistant B]\n\n[User, message 1]\n{q1}\n\n[Assistant B, reply 1]\n{b1}\n\n"
+    "[User, message 2]\n{q2}\n\n[Assistant B, reply 2]\n{b2}\n\n[End conversation with assistant B]\n\n"
+    "Compare the two assistants' replies to the second message, then close with [[A]], [[B]] or [[C]]."
+)
+
+
+def transcript_digest(c: openai.OpenAI) -> str:
+    """sha256 of what a fixed set of answer, pairwise, arena, logprob and single-grading requests get back."""
+    out: list[str | None] = []
+    for i in range(6):
+        q = f"golden {i}"
+        ans = {m: answer(c, m, q) for m in ("strong", "weak", "sft", "dpo")}
+        out.extend(ans.values())
+        for system in (PAIRWISE_SYSTEM, ARENA_SYSTEM):
+            for a, b in (("sft", "dpo"), ("dpo", "sft"), ("strong", "weak")):
+                for kw in ({}, {"logprobs": True, "top_logprobs": 5}):
+                    choice = judge(c, system, pair_prompt(q, ans[a], ans[b]), **kw).choices[0]
+                    out.append(choice.message.content)
+                    out.append(json.dumps(choice.logprobs.model_dump() if choice.logprobs else None, sort_keys=True))
+        single = f"[Question]\n{q}\n\n[The Start of Assistant's Answer]\n{ans['dpo']}\n[The End]"
+        out.append(judge(c, SINGLE_SYSTEM, single).choices[0].message.content)
+    return hashlib.sha256(json.dumps(out).encode()).hexdigest()
+
+
+# Computed with the server as it was before answer styles and judge profiles existed (commit 479fc34).
+GOLDEN_TRANSCRIPT = "40a2ce2e7af5ab9c22930ba27fbe0ac00ff1a6075b5bd5a52b6f7c84a7f9b82c"
+
+
+def pair_probs(c: openai.OpenAI, model: str, prompt: str) -> dict[str, float]:
+    resp = c.chat.completions.create(model=model, logprobs=True, top_logprobs=5, messages=[
+        {"role": "system", "content": PAIRWISE_SYSTEM}, user(prompt)])
+    content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
+    assert content is not None
+    return {t.token: math.exp(t.logprob) for t in content[1].top_logprobs if t.token in {"A", "B", "C"}}
+
+
+def verdict(c: openai.OpenAI, model: str, system: str, prompt: str) -> str:
+    content = c.chat.completions.create(model=model, messages=[
+        {"role": "system", "content": system}, user(prompt)]).choices[0].message.content or ""
+    return (ARENA_VERDICT if system is ARENA_SYSTEM else PAIR_VERDICT).findall(content)[-1]
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(fake_server).failed == 0
+
+
+def test_profile_less_judge_and_plain_answers_are_byte_identical(client: openai.OpenAI) -> None:
+    assert transcript_digest(client) == GOLDEN_TRANSCRIPT
+    # Styles for another model and profiles for other judges leave "judge" and the plain models as they were.
+    with FakeOpenAIServer(strengths=STRENGTHS, lengths={"dpo": 12}, seed=1, styles={"twin": "markdown"},
+                          judge_profiles={"biased": JudgeProfile(position_bias=3.0), "noisy": JudgeProfile(noise=1)}
+                          ) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        assert transcript_digest(c) == GOLDEN_TRANSCRIPT
+        assert {m.id for m in c.models.list()} == set(STRENGTHS) | {"judge", "biased", "noisy"}
+
+
+def test_markdown_answers_carry_the_plain_answers_words() -> None:
+    with FakeOpenAIServer(strengths=STRENGTHS, styles={"twin": "markdown"}, lengths={"twin": 30, "sft": 30}) as md, \
+            FakeOpenAIServer(strengths=STRENGTHS, lengths={"twin": 30}) as plain:
+        c_md = openai.OpenAI(base_url=md.base_url, api_key="x", max_retries=0)
+        c_plain = openai.OpenAI(base_url=plain.base_url, api_key="x", max_retries=0)
+        item_counts = set()
+        for i in range(12):
+            q = f"style question {i}"
+            text, plain_text = answer(c_md, "twin", q), answer(c_plain, "twin", q)
+            assert re.findall(r"\w+", text) == re.findall(r"\w+", plain_text)  # same words, same order
+            lines = text.split("\n")
+            assert lines[0] == "«twin»" and lines[1].startswith("## ") and len(lines[1].split()) == 4
+            items = [ln for ln in lines if ln.startswith("- ")]
+            item_counts.add(len(items))
+            assert len(re.findall(r"\*\*[^*]+\*\*", text)) == 1
+            assert answer(c_md, "sft", q).startswith("«sft» ")  # other models stay plain
+        assert item_counts <= {2, 3, 4} and len(item_counts) > 1
+        with pytest.raises(ValueError, match="styles"):
+            FakeOpenAIServer(styles={"twin": "html"})
+
+
+def test_style_judge_prefers_markdown_then_length_in_both_orders() -> None:
+    profiles = {"style": JudgeProfile(style_share=1.0, tie_rate=0.0)}
+    with FakeOpenAIServer(strengths={"sft": 0.0, "fancy": 0.0, "long": 0.0, "strong": 2.0, "weak": -2.0},
+                          styles={"fancy": "markdown"}, lengths={"long": 80}, judge_profiles=profiles) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        for i in range(15):
+            q = f"style judge {i}"
+            sft, fancy, long = answer(c, "sft", q), answer(c, "fancy", q), answer(c, "long", q)
+            for system in (PAIRWISE_SYSTEM, ARENA_SYSTEM):
+                assert verdict(c, "style", system, pair_prompt(q, fancy, sft)) in {"A", "A>B"}
+                assert verdict(c, "style", system, pair_prompt(q, sft, fancy)) in {"B", "B>A"}
+                assert verdict(c, "style", system, pair_prompt(q, long, sft)) in {"A", "A>B"}  # equal markdown
+                assert verdict(c, "style", system, pair_prompt(q, sft, long)) in {"B", "B>A"}
+        # Logprobs carry the style verdict's certainty; the profile-less judge on the same server ignores style.
+        assert pair_probs(c, "style", pair_prompt("q", answer(c, "sft", "q"), answer(c, "fancy", "q"))) == \
+            pytest.approx({"A": 0.0, "B": 1.0, "C": 0.0}, abs=1e-12)
+        assert pair_probs(c, "judge", pair_prompt("q", answer(c, "sft", "q"), answer(c, "fancy", "q"))) == \
+            pytest.approx({"A": 0.45, "B": 0.45, "C": 0.1})
+        # Multi-turn: the user's messages carry markdown, which is not the answers'; equal style falls back to
+        # strength, so the probabilities are exactly the strength rule's in both orders.
+        q1, q2 = "## Plan\n- one\n- two\n**please**", "- and then\n# more"
+        s1, s2 = answer(c, "strong", q1), answer(c, "strong", q2)
+        w1, w2 = answer(c, "weak", q1), answer(c, "weak", q2)
+        p_strong = 1 / (1 + math.exp(-4.0))
+        fwd = pair_probs(c, "style", MULTI_TURN.format(q1=q1, q2=q2, a1=s1, a2=s2, b1=w1, b2=w2))
+        rev = pair_probs(c, "style", MULTI_TURN.format(q1=q1, q2=q2, a1=w1, a2=w2, b1=s1, b2=s2))
+        assert fwd["A"] == pytest.approx(p_strong) and rev["B"] == pytest.approx(p_strong)
+
+
+def test_position_biased_judge_picks_a_nearly_always() -> None:
+    profiles = {"biased": JudgeProfile(position_bias=6.0, tie_rate=0.0)}
+    with FakeOpenAIServer(strengths=STRENGTHS, judge_profiles=profiles) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        first = plain_first = total = 0
+        for i in range(30):
+            q = f"bias {i}"
+            s, w = answer(c, "strong", q), answer(c, "weak", q)
+            for a, b in ((s, w), (w, s)):
+                first += verdict(c, "biased", PAIRWISE_SYSTEM, pair_prompt(q, a, b)) == "A"
+                plain_first += verdict(c, "judge", PAIRWISE_SYSTEM, pair_prompt(q, a, b)) == "A"
+                total += 1
+        assert first / total > 0.9  # sigmoid(6 - 4) = 0.88 even with the weak answer first
+        assert 0.3 < plain_first / total < 0.7  # the profile-less judge on the same server follows strength
+        probs = pair_probs(c, "biased", pair_prompt("q", answer(c, "weak", "q"), answer(c, "strong", "q")))
+        assert probs["A"] == pytest.approx(1 / (1 + math.exp(-2.0))) and probs["C"] == 0
+
+
+def test_noisy_judge_verdicts_do_not_depend_on_strength() -> None:
+    profiles = {"noisy": JudgeProfile(noise=1.0), "noisy2": JudgeProfile(noise=1.0)}
+    with FakeOpenAIServer(strengths=STRENGTHS, judge_profiles=profiles) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        strong_wins: Counter[str] = Counter()
+        sequences: dict[str, list[str]] = {"noisy": [], "noisy2": []}
+        for i in range(40):
+            q = f"noise {i}"
+            s, w = answer(c, "strong", q), answer(c, "weak", q)
+            for name, seq in sequences.items():
+                fwd, rev = (verdict(c, name, PAIRWISE_SYSTEM, pair_prompt(q, s, w)),
+                            verdict(c, name, PAIRWISE_SYSTEM, pair_prompt(q, w, s)))
+                seq += [fwd, rev]
+                if name == "noisy":
+                    strong_wins[fwd == "A"] += 1
+                    strong_wins[rev == "B"] += 1
+        assert 0.15 < strong_wins[True] / 80 < 0.5  # a third, not the 0.88 a strength-following judge gives
+        assert sequences["noisy"] != sequences["noisy2"]  # judges draw apart (the draw hashes the judge name)
+        for a, b in (("strong", "weak"), ("weak", "strong")):
+            probs = pair_probs(c, "noisy", pair_prompt("q", answer(c, a, "q"), answer(c, b, "q")))
+            assert probs == pytest.approx({"A": 1 / 3, "B": 1 / 3, "C": 1 / 3})
+        arena = c.chat.completions.create(model="noisy", logprobs=True, top_logprobs=5, messages=[
+            {"role": "system", "content": ARENA_SYSTEM}, user(pair_prompt("q", answer(c, "strong", "q"),
+                                                                            answer(c, "weak", "q")))])
+        lp = arena.choices[0].logprobs
+        assert lp is not None and lp.content is not None
+        probs = {t.token: math.exp(t.logprob) for t in lp.content[1].top_logprobs}
+        assert probs["A>>B"] == pytest.approx(1 / 3) and probs["A=B"] == pytest.approx(1 / 3)
+        assert probs["B>>A"] == pytest.approx(1 / 3)
+
+
+def test_judge_profile_mixture_and_validation() -> None:
+    profile = JudgeProfile(position_bias=1.0, noise=0.3, style_share=0.2, tie_rate=0.2)
+    with FakeOpenAIServer(strengths=STRENGTHS, styles={"twin": "markdown"}, judge_profiles={"mixed": profile}) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="x", max_retries=0)
+        probs = pair_probs(c, "mixed", pair_prompt("q", answer(c, "sft", "q"), answer(c, "twin", "q")))
+    s_a = 1 / (1 + math.exp(-1.0)) * 0.8  # strength part: equal strengths, bias 1, tie 0.2
+    assert probs == pytest.approx({"A": 0.5 * s_a + 0.1, "C": 0.5 * 0.2 + 0.1, "B": 0.5 * (0.8 - s_a) + 0.1 + 0.2})
+    assert JudgeProfile.parse("position_bias:3, noise:0.25,tie_rate:none") == JudgeProfile(3.0, 0.25, 0.0, None)
+    for bad in ("noise=0.5", "speed:1", "noise:lots"):
+        with pytest.raises(ValueError, match="judge profile part"):
+            JudgeProfile.parse(bad)
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        JudgeProfile(noise=0.6, style_share=0.5)
+    with pytest.raises(ValueError, match="tie_rate"):
+        JudgeProfile(tie_rate=1.5)
+
+
+def test_cli_styles_and_judge_profiles() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "evalsuite.testing.fake_server", "--port", "0", "--strength", "sft=0",
+           "--strength", "fancy=0", "--style", "fancy=markdown", "--judge-profile",
+           "style=style_share:1,tie_rate:0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        m = re.fullmatch(r"READY (http://\S+/v1)\n", line)
+        assert m, line
+        c = openai.OpenAI(base_url=m.group(1), api_key="x", max_retries=0)
+        assert {x.id for x in c.models.list()} == {"sft", "fancy", "judge", "style"}
+        fancy, sft = answer(c, "fancy", "cli"), answer(c, "sft", "cli")
+        assert fancy.startswith("«fancy»\n## ")
+        assert verdict(c, "style", PAIRWISE_SYSTEM, pair_prompt("cli", sft, fancy)) == "B"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    bad = subprocess.run([*cmd[:5], "--judge-profile", "x=noise:2"], capture_output=True, text=True, env=env,
+                         timeout=30)
+    assert bad.returncode != 0 and "noise and style_share" in bad.stderr and bad.stderr.count("\n") == 1

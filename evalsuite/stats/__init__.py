@@ -9,6 +9,8 @@
   ``alpaca_eval_lc_win_rate``: AlpacaEval's LC v1 (length and per-instruction difficulty, L1 GLM).
 - ``agreement``: MT-Bench S1/S2 agreement and Cohen's kappa between two sets of votes.
 - ``min_detectable_difference``: power planning.
+- ``panel_weights`` / ``panel_scores`` / ``cohen_kappa`` / ``fleiss_kappa`` / ``match_label``: a judge panel's
+  weights (leave-one-out agreement x position consistency, or agreement with humans) and pooled scores.
 - ``confidence_path`` / ``sequence_bounds`` / ``decide``: anytime-valid betting confidence sequences for a win rate
   and the gate decisions they settle (sequential judging).
 - ``ppi_win_rate``: judge-only, human-only and prediction-powered (PPI++) win rates with CIs (human calibration).
@@ -20,6 +22,7 @@ from evalsuite.stats._agreement import AgreementResult, AgreementRow, Vote, agre
 from evalsuite.stats._bootstrap import BootstrapResult, cluster_bootstrap, paired_difference
 from evalsuite.stats._bradley_terry import Rating, bradley_terry
 from evalsuite.stats._length import AlpacaEvalLC, GamedBaselineRows, alpaca_eval_lc_win_rate, length_controlled_win_rate
+from evalsuite.stats._panel import PanelWeight, cohen_kappa, fleiss_kappa, match_label, panel_scores, panel_weights
 from evalsuite.stats._power import min_detectable_difference
 from evalsuite.stats._ppi import CalibratedWinRate, WinRateInterval, ppi_win_rate
 from evalsuite.stats._sequential import (
@@ -65,4 +68,11 @@ __all__ = [
     "min_detectable_difference",
     "paired_difference",
     "sign_test",
+    # judge panels
+    "PanelWeight",
+    "cohen_kappa",
+    "fleiss_kappa",
+    "match_label",
+    "panel_scores",
+    "panel_weights",
 ]

@@ -15,6 +15,24 @@ model. Everything it says is a pure function of the request, so a test can predi
   token carries ``top_logprobs`` holding the model's probabilities. With ``continue_final_message: true`` and a
   final assistant message ``[[`` (vLLM's prefill), the reply continues it: the verdict token first, cut to
   ``max_tokens``.
+* **Answer styles** (``styles``, per answer model): ``"plain"`` (default) as above; ``"markdown"`` lays the same
+  hashed words out as markdown: the marker on a line of its own, a ``## `` header (the first three words), a
+  paragraph whose first two words are a ``**bold**`` span, and 2-4 ``- `` list items (count from the hash; fewer
+  when the answer is too short). The words, and so the word count, are those of the plain answer; with ``lengths``
+  a test makes a candidate exactly as strong as the baseline but longer and/or formatted.
+* **Judge profiles** (:class:`JudgeProfile`, ``judge_profiles``, per judge model; a judge named there needs no
+  ``judges`` entry): a judge with faults. Its pairwise verdict distribution is the mixture
+  ``(1 - noise - style_share) * strength + noise * uniform(A, B, tie) + style_share * style``, where ``strength`` is
+  the rule above with the profile's ``position_bias`` and ``tie_rate`` (None: the server's), ``uniform`` ignores the
+  answers, and ``style`` gives the verdict to the answer with more markdown (headers + list items + bold spans), at
+  equal markdown to the one with more words (runs of letters, digits, ``_``), and at equal words falls back to
+  ``strength``. The judge finds each answer in its prompt as the text from its ``«NAME»`` marker to the next marker
+  or to the next template line (a line starting with ``[`` or ``<|``, or FastChat's ``### User`` /
+  ``### Assistant``); in multi-turn prompts a model's replies are counted together. One draw from sha256(seed, judge
+  name, messages) picks the verdict, and ``top_logprobs`` carry the mixture's probabilities; the Arena-Hard
+  five-point format uses the strong forms when the strength gap exceeds 1, as for other judges. A judge without a
+  profile behaves exactly as the rule above says (server-wide ``position_bias`` and ``tie_rate``, the draw without
+  the judge name). Single-answer grading ignores profiles.
 * **Faults** (:class:`FaultPlan`): 429 (with ``retry-after``/``retry-after-ms``), 500, slow replies and judge replies
   without a verdict, chosen per request body by hash, for the first ``faulty_attempts`` attempts of that body.
 * **Batch API** (``/v1/files``: multipart upload, retrieve, ``/content``; ``/v1/batches``: create, retrieve, list,
@@ -28,7 +46,9 @@ model. Everything it says is a pure function of the request, so a test can predi
 
 Run it in-process (``with FakeOpenAIServer(...) as srv: srv.base_url``; it lives on its own event loop in a daemon
 thread) or as a process: ``python -m evalsuite.testing.fake_server --port 0 --strength sft=0 --strength dpo=0.5``
-prints ``READY http://127.0.0.1:PORT/v1`` once listening and serves until SIGTERM/SIGINT.
+prints ``READY http://127.0.0.1:PORT/v1`` once listening and serves until SIGTERM/SIGINT. ``--style dpo=markdown``
+sets an answer style; ``--judge-profile NAME=position_bias:3,noise:0,style_share:0,tie_rate:0.1`` adds a judge with
+a profile (keys from :class:`JudgeProfile`, any subset, comma-separated ``key:value``).
 
 The handler is kept lean (one JSON parse, one canonical re-dump + sha256, one small JSON reply) because benchmarks
 use this server as the "infinitely fast model": it must not be the bottleneck at ~1,000 requests/s on one core.
@@ -52,7 +72,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from aiohttp import web
 
-__all__ = ["BatchPlan", "FaultPlan", "FakeOpenAIServer", "main"]
+__all__ = ["BatchPlan", "FaultPlan", "FakeOpenAIServer", "JudgeProfile", "main"]
 
 _T = TypeVar("_T")
 
@@ -79,6 +99,15 @@ _FILLERS = ("The", " ", "[", "]", "Assistant", "Both", "tie", "none", "Neither",
             "Final", "I", "My", "is", "a", "an", "it")
 
 _ZERO_LOGPROB = -9999.0  # what the real API reports for a zero-probability alternative; -inf is not valid JSON
+
+ANSWER_STYLES = ("plain", "markdown")
+
+# Where a judge template's own text resumes after an answer: "[End reply of assistant A]", "[User, message 2]",
+# "[The End of Assistant A's Answer]", "<|The End of ...|>", FastChat's multi-turn "### User:" / "### Assistant B:".
+_TEMPLATE_LINE_RE = re.compile(r"^[ \t]*(?:\[|<\||###[ \t]*(?:User|Assistant)\b)", re.M)
+# Markdown as a style-biased judge counts it: header lines, list-item lines, bold spans.
+_MARKDOWN_RE = re.compile(r"^[ \t]*(?:#{1,6}|[-*+]|\d+[.)])[ \t]+\S|\*\*[^*\n]+\*\*|__[^_\n]+__", re.M)
+_WORD_RE = re.compile(r"\w+")
 
 
 def _logprob(p: float) -> float:
@@ -172,12 +201,96 @@ class BatchPlan:
             raise ValueError(f"fail_rate must be in [0, 1], got {self.fail_rate}")
 
 
+@dataclass(frozen=True)
+class JudgeProfile:
+    """The faults of one simulated judge: how far position, coin flips and answer style move its pairwise verdicts.
+
+    ``position_bias`` is a logit added to answer A (as the server-wide one); ``noise`` is the probability that the
+    verdict is a uniform draw of A, B or tie that ignores the answers; ``style_share`` the probability that it goes
+    to the answer with more markdown, then the longer one, instead of by strength; ``tie_rate`` the tie probability
+    of the strength rule (None: the server's). ``noise + style_share`` must be at most 1.
+    """
+
+    position_bias: float = 0.0
+    noise: float = 0.0
+    style_share: float = 0.0
+    tie_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.noise <= 1 and 0 <= self.style_share <= 1 and self.noise + self.style_share <= 1 + 1e-9):
+            raise ValueError(f"noise and style_share must be in [0, 1] and sum to at most 1, got {self.noise} and "
+                             f"{self.style_share}")
+        if self.tie_rate is not None and not 0 <= self.tie_rate <= 1:
+            raise ValueError(f"tie_rate must be in [0, 1] or None, got {self.tie_rate}")
+        if not math.isfinite(self.position_bias):
+            raise ValueError(f"position_bias must be finite, got {self.position_bias}")
+
+    @classmethod
+    def parse(cls, spec: str) -> "JudgeProfile":
+        """A profile from ``"position_bias:3,noise:0.2"`` (any subset of the fields; ``tie_rate:none`` = server's).
+
+        >>> JudgeProfile.parse("noise:0.5,tie_rate:0.2")
+        JudgeProfile(position_bias=0.0, noise=0.5, style_share=0.0, tie_rate=0.2)
+        """
+        numbers: dict[str, float] = {}
+        tie_rate: float | None = None
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, sep, value = part.partition(":")
+            key = key.strip()
+            if not sep or key not in ("position_bias", "noise", "style_share", "tie_rate"):
+                raise ValueError(f"judge profile part {part!r}: expected KEY:VALUE with KEY one of position_bias, "
+                                 "noise, style_share, tie_rate")
+            try:
+                number = None if key == "tie_rate" and value.strip().lower() == "none" else float(value)
+            except ValueError:
+                raise ValueError(f"judge profile part {part!r}: {value!r} is not a number") from None
+            if key == "tie_rate":
+                tie_rate = number
+            elif number is not None:
+                numbers[key] = number
+        return cls(tie_rate=tie_rate, **numbers)
+
+
+def _markdown_answer(model: str, words: Sequence[str], extra: int) -> str:
+    """The markdown layout of an answer's words (module docstring); ``extra`` is a hash byte picking 2-4 items."""
+    head, rest = list(words[:3]), list(words[3:])
+    n_items = min(2 + extra % 3, len(rest))
+    per_item = min(3, len(rest) // n_items) if n_items else 0
+    cut = len(rest) - n_items * per_item
+    paragraph, items = rest[:cut], [rest[cut + i * per_item: cut + (i + 1) * per_item] for i in range(n_items)]
+    bolded = paragraph or (items[0] if items else head)  # the first two words of the first block that has words
+    bolded[:2] = [f"**{' '.join(bolded[:2])}**"]
+    lines = [f"«{model}»", f"## {' '.join(head)}"]
+    if paragraph:
+        lines += ["", f"{' '.join(paragraph)}."]
+    if items:
+        lines += [""] + [f"- {' '.join(item)}" for item in items]
+    return "\n".join(lines)
+
+
+def _answer_style(text: str, name: str) -> tuple[int, int]:
+    """(markdown elements, words) of the answers of ``name`` in a judge prompt, each read from its marker on."""
+    markdown = words = 0
+    markers = list(_MARKER_RE.finditer(text))
+    for i, marker in enumerate(markers):
+        if marker.group(1) != name:
+            continue
+        end = markers[i + 1].start() if i + 1 < len(markers) else len(text)
+        template_line = _TEMPLATE_LINE_RE.search(text, marker.end(), end)
+        segment = text[marker.end(): template_line.start() if template_line else end]
+        markdown += len(_MARKDOWN_RE.findall(segment))
+        words += len(_WORD_RE.findall(segment))
+    return markdown, words
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible chat server with deterministic answer models, simulated judges and fault injection.
 
     ``strengths`` maps answer-model names to a latent strength (logit scale); ``None`` accepts any model name with
-    strength 0. Names in ``judges`` are always accepted and act as judges. Unknown names get a 404
-    ``model_not_found``. If ``api_key`` is set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+    strength 0. Names in ``judges`` and in ``judge_profiles`` are always accepted and act as judges. Unknown names get
+    a 404 ``model_not_found``. If ``api_key`` is set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+    ``styles`` maps answer models to ``"plain"`` (default) or ``"markdown"``; ``judge_profiles`` maps judge models to
+    their :class:`JudgeProfile` (module docstring).
     """
 
     def __init__(
@@ -186,6 +299,8 @@ class FakeOpenAIServer:
         strengths: dict[str, float] | None = None,
         judges: Iterable[str] = ("judge",),
         lengths: dict[str, int] | None = None,
+        styles: dict[str, str] | None = None,
+        judge_profiles: dict[str, JudgeProfile] | None = None,
         latency: float = 0.0,
         tie_rate: float = 0.1,
         position_bias: float = 0.0,
@@ -199,9 +314,14 @@ class FakeOpenAIServer:
     ) -> None:
         if not 0 <= tie_rate <= 1:
             raise ValueError(f"tie_rate must be in [0, 1], got {tie_rate}")
+        bad_styles = {k: v for k, v in (styles or {}).items() if v not in ANSWER_STYLES}
+        if bad_styles:
+            raise ValueError(f"styles must be one of {ANSWER_STYLES}, got {bad_styles}")
         self.strengths = None if strengths is None else dict(strengths)
-        self.judges = frozenset(judges)
+        self.judge_profiles = dict(judge_profiles or {})
+        self.judges = frozenset(judges) | frozenset(self.judge_profiles)
         self.lengths = dict(lengths or {})
+        self.styles = dict(styles or {})
         self.latency = float(latency)
         self.tie_rate = float(tie_rate)
         self.position_bias = float(position_bias)
@@ -390,12 +510,32 @@ class FakeOpenAIServer:
         # The marker counts as one token against max_tokens; truncation lets tests exercise finish_reason=length.
         if max_tokens is not None and n + 1 > max_tokens:
             n, finish = max(0, max_tokens - 1), "length"
+        if n and self.styles.get(model) == "markdown":
+            # shake_256 is an extendable-output function: one byte more leaves the first n (the words) unchanged
+            digest = hashlib.shake_256(f"{model}\x00{last_user}".encode()).digest(n + 1)
+            return _markdown_answer(model, list(map(_WORD_OF_BYTE.__getitem__, digest[:n])), digest[n]), finish
         digest = hashlib.shake_256(f"{model}\x00{last_user}".encode()).digest(max(n, 1))
         words = " ".join(map(_WORD_OF_BYTE.__getitem__, digest[:n]))
         return (f"«{model}» {words}." if n else f"«{model}»"), finish
 
-    def _judge(self, messages: Sequence[dict[str, Any]], logprobs: bool, top_k: int,
-               no_verdict: bool) -> tuple[str, list[dict[str, Any]] | None]:
+    def _profiled_probs(self, profile: JudgeProfile, user_text: str, a: str, b: str,
+                        diff: float) -> tuple[float, float, float]:
+        """(P(A), P(tie), P(B)) of a judge with a profile: the mixture of strength, coin flip and style."""
+        tie = self.tie_rate if profile.tie_rate is None else profile.tie_rate
+        s_a = _sigmoid(diff + profile.position_bias) * (1.0 - tie)
+        strength = (s_a, tie, max(0.0, 1.0 - s_a - tie))
+        style = strength
+        if profile.style_share > 0:
+            style_a, style_b = _answer_style(user_text, a), _answer_style(user_text, b)
+            if style_a != style_b:  # tuples compare markdown first, then words
+                style = (1.0, 0.0, 0.0) if style_a > style_b else (0.0, 0.0, 1.0)
+        rest = 1.0 - profile.noise - profile.style_share
+        p_a, p_tie, p_b = (rest * st + profile.noise / 3 + profile.style_share * sy for st, sy in zip(strength, style))
+        return p_a, p_tie, p_b
+
+    def _judge(self, messages: Sequence[dict[str, Any]], logprobs: bool, top_k: int, no_verdict: bool,
+               profiled: tuple[str, JudgeProfile] | None = None) -> tuple[str, list[dict[str, Any]] | None]:
+        """A judge's reply and its logprobs; ``profiled`` = (judge name, its profile) for a judge with a profile."""
         all_text = "\n".join(f"{m.get('role', '')}:{_content_text(m.get('content'))}" for m in messages)
         user_text = "\n".join(_content_text(m.get("content")) for m in messages if m.get("role") == "user")
         names: list[str] = []
@@ -433,10 +573,14 @@ class FakeOpenAIServer:
         a = names[0] if names else ""
         b = names[1] if len(names) > 1 else ""
         diff = self._strength(a) - self._strength(b)
-        p_a = _sigmoid(diff + self.position_bias) * (1.0 - self.tie_rate)
-        p_tie = self.tie_rate
-        p_b = max(0.0, 1.0 - p_a - p_tie)
-        u = _uniform(str(self.seed), all_text)
+        if profiled is None:
+            p_a = _sigmoid(diff + self.position_bias) * (1.0 - self.tie_rate)
+            p_tie = self.tie_rate
+            p_b = max(0.0, 1.0 - p_a - p_tie)
+            u = _uniform(str(self.seed), all_text)
+        else:
+            p_a, p_tie, p_b = self._profiled_probs(profiled[1], user_text, a, b, diff)
+            u = _uniform(str(self.seed), profiled[0], all_text)  # judges of one panel draw apart
         winner = "A" if u < p_a else ("tie" if u < p_a + p_tie else "B")
 
         if fmt == "pairwise":
@@ -492,7 +636,10 @@ class FakeOpenAIServer:
         finish = "stop"
         lp_content: list[dict[str, Any]] | None = None
         if model in self.judges:
-            text, lp_content = self._judge(messages, logprobs, top_k, no_verdict)
+            profile = self.judge_profiles.get(model)
+            # a profile-less judge gets the call subclasses (tests' special judges) have always overridden
+            text, lp_content = (self._judge(messages, logprobs, top_k, no_verdict) if profile is None
+                                else self._judge(messages, logprobs, top_k, no_verdict, profiled=(model, profile)))
             last = messages[-1]
             if body.get("continue_final_message") and last.get("role") == "assistant" and lp_content:
                 # continue the prefilled assistant text: drop what it already holds, keep max_tokens tokens
@@ -833,6 +980,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="answer model and its strength (repeat); none given = accept any model with strength 0")
     p.add_argument("--judge", action="append", default=None, metavar="NAME", help="judge model name (repeat)")
     p.add_argument("--length", action="append", default=[], metavar="NAME=N", help="answer length in words")
+    p.add_argument("--style", action="append", default=[], metavar="NAME=STYLE",
+                   help=f"answer style of a model (repeat): {' or '.join(ANSWER_STYLES)}")
+    p.add_argument("--judge-profile", action="append", default=[], metavar="NAME=KEY:V,...",
+                   help="a judge with faults (repeat), e.g. biased=position_bias:3 or "
+                        "noisy=noise:0.5,style_share:0.2,tie_rate:0.1")
     p.add_argument("--tie-rate", type=float, default=0.1)
     p.add_argument("--position-bias", type=float, default=0.0)
     p.add_argument("--api-key", default=None)
@@ -851,13 +1003,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _style(value: str) -> str:
+    if value not in ANSWER_STYLES:
+        raise ValueError(f"style must be one of {ANSWER_STYLES}, got {value!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; prints ``READY <base_url>`` (one line, flushed) once listening."""
     args = _parser().parse_args(argv)
+    try:
+        styles = _pairs(args.style, _style, "--style")
+        profiles = _pairs(args.judge_profile, JudgeProfile.parse, "--judge-profile")
+    except ValueError as exc:
+        raise SystemExit(f"fake_server: {exc}") from None
     server = FakeOpenAIServer(
         strengths=_pairs(args.strength, float, "--strength") or None,
         judges=args.judge if args.judge is not None else ("judge",),
         lengths=_pairs(args.length, int, "--length"),
+        styles=styles,
+        judge_profiles=profiles,
         latency=args.latency,
         tie_rate=args.tie_rate,
         position_bias=args.position_bias,
