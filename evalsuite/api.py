@@ -41,17 +41,21 @@ def compare(
     overrides: Sequence[str] = (),
     retry_errors: bool = False,
     stats: StatsOptions | None = None,
+    judges: Sequence[str] | None = None,
 ) -> Results:
     """Compare each candidate with ``baseline`` (names from the config's ``[models]`` or trained checkpoints).
 
     ``config`` is a path to ``evalsuite.toml`` (default: ``./evalsuite.toml`` when present) or a loaded ``Config``;
-    ``overrides`` are ``--set``-style ``KEY=VALUE`` strings; ``run_dir`` defaults to the config's.
+    ``overrides`` are ``--set``-style ``KEY=VALUE`` strings; ``run_dir`` defaults to the config's; ``judges`` picks
+    the ``[judges.<name>]`` tables that judge (as ``--judges``; default: the config's panel).
     """
     from evalsuite.pipeline.compare import run_compare
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides, run_dir=run_dir)
     if isinstance(config, Config) and run_dir is not None:
         cfg = replace(cfg, run_dir=Path(run_dir))
+    if judges is not None:
+        cfg = cfg.with_judges(judges, what="judges")
     base = resolve_models(cfg, [baseline])
     if len(base) != 1:
         raise InputError(f"baseline {baseline!r} expands to {len(base)} models", fix="name one checkpoint")

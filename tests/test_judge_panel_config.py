@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from conftest import ROOT, write_questions
 
+from evalsuite import api
 from evalsuite.cli import main
 from evalsuite.config import JUDGE_DEFAULTS, config_reference, load_config
 from evalsuite.errors import InputError
+from evalsuite.report.results import StatsOptions
 from evalsuite.testing.fake_server import FakeOpenAIServer
 
 STRENGTHS = {"sft": 0.0, "dpo": 1.0}
@@ -215,6 +217,11 @@ def test_every_member_judges_both_orders_and_a_new_member_asks_only_its_own_call
         assert srv.stats()["total_requests"] == 0
         one = _results(tmp_path / "run")
         assert one["judge"] == "judge-c" and not one.get("judges")
+        # the Python API picks members the same way
+        two = api.compare("sft", ["dpo"], config=cfg, run_dir=tmp_path / "run", judges=["c", "a"],
+                          stats=StatsOptions(n_resamples=300, bt_rounds=30))
+        assert srv.stats()["total_requests"] == 0
+        assert two.info.judge == "c+a" and [j.name for j in two.judges] == ["c", "a"]
 
     # calibrate corrects one judge's verdicts: a run judged by a panel is refused, saying how to pick one
     (tmp_path / "human.jsonl").write_text("", encoding="utf-8")
@@ -241,6 +248,8 @@ def test_a_failing_member_does_not_stop_the_others(tmp_path: Path, questions: Pa
     assert results["judging"] == {"judge": "a+b+down", "requested": 3 * CALLS_PER_JUDGE, "cached": 0,
                                           "errors": CALLS_PER_JUDGE, "skipped_missing": 0}
     assert results["comparisons"][0]["n"] > 0
+    down_member = results["judges"][2]
+    assert (down_member["name"], down_member["n_matches"], down_member["weight"]) == ("down", 0, 0.0)
 
 
 def test_a_panel_whose_every_member_fails_stops_the_run(tmp_path: Path, questions: Path, monkeypatch: pytest.MonkeyPatch,
