@@ -147,9 +147,10 @@ def test_sound_judges_get_the_weight_position_and_noise_judges_about_none(seed: 
     assert w["position"].weight < 0.05 and w["noisy"].weight < 0.05
     assert (w["position"].consistency or 0) < 0.1 and abs(w["noisy"].kappa or 0) < 0.1
     assert (w["sound"].kappa or 0) > 0.25 and w["sound"].consistency == consistency["sound"]
-    # Each weight is max(0, kappa) * consistency, normalised.
-    raw = {k: max(0.0, x.kappa or 0.0) * (x.consistency or 0.0) for k, x in w.items()}
-    assert w["sound"].weight == pytest.approx(raw["sound"] / sum(raw.values()))
+    # Each weight is max(0, kappa) * consistency, normalised (significance_z=0: every kappa above 0 counts).
+    plain = by_name(panel_weights(scores, consistency, significance_z=0))
+    raw = {k: max(0.0, x.kappa or 0.0) * (x.consistency or 0.0) for k, x in plain.items()}
+    assert [x.weight for x in plain.values()] == pytest.approx([r / sum(raw.values()) for r in raw.values()])
 
 
 def test_human_labels_find_a_lone_sound_judge() -> None:
@@ -165,9 +166,38 @@ def test_human_labels_find_a_lone_sound_judge() -> None:
     assert abs((alone["sound"].kappa or 0) - (alone["noisy"].kappa or 0)) < 0.05
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_kappa_must_clear_chance_to_count(seed: int) -> None:
+    # A lone sound judge, a position judge and a coin-flipper: nobody agrees beyond chance (a chance kappa clears
+    # 2.33 standard errors about 1% of the time), so the panel says so with equal weights instead of turning
+    # sampling noise into weights.
+    scores, consistency, _ = panel({"sound": "sound", "position": "position", "noisy": "noisy"}, seed=seed)
+    w = panel_weights(scores, consistency)
+    assert {x.source for x in w} == {"equal"}
+    assert all(abs(x.kappa or 0) < 0.1 for x in w)
+    # The plain max(0, kappa) normalises whatever sign the noise took: here sound and coin-flipper share one
+    # kappa (each one's reference is the other's labels), so either both get 0 or the coin-flipper gets ~30%.
+    plain = by_name(panel_weights(scores, consistency, significance_z=0))
+    assert plain["sound"].kappa == pytest.approx(plain["noisy"].kappa or 0)
+
+
+def test_chance_standard_error_matches_statsmodels() -> None:
+    inter_rater = pytest.importorskip("statsmodels.stats.inter_rater")
+    rng = np.random.default_rng(11)
+    for n in (30, 200):
+        a = rng.integers(0, 3, n)
+        b = np.where(rng.random(n) < 0.3, a, rng.integers(0, 3, n))
+        table = np.zeros((3, 3))
+        np.add.at(table, (a, b), 1)
+        kappa = cohen_kappa(a.tolist(), b.tolist())
+        assert kappa is not None
+        assert _panel._chance_z(a.tolist(), b.tolist(), kappa) == pytest.approx(
+            inter_rater.cohens_kappa(table).z_value, rel=1e-9)
+
+
 def test_fixed_weights_are_taken_as_given_and_normalised_with_the_rest() -> None:
     scores, consistency, _ = panel({"sound": "sound", "sound-2": "sound", "noisy": "noisy"}, n=150)
-    w = by_name(panel_weights(scores, consistency, fixed={"noisy": 0.5}))
+    w = by_name(panel_weights(scores, consistency, fixed={"noisy": 0.5}, significance_z=0))
     assert w["noisy"].source == "fixed" and w["sound"].source == "agreement"
     raw = {k: max(0.0, x.kappa or 0.0) * (x.consistency or 0.0) for k, x in w.items() if k != "noisy"}
     assert w["noisy"].weight == pytest.approx(0.5 / (0.5 + sum(raw.values())))

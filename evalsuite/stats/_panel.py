@@ -21,13 +21,19 @@ because a judge that reads only the position turns every match into an inconsist
 "agree" with when the matches are close. A judge that reads position (consistency about 0) or flips coins (kappa
 about 0) thus weighs about nothing.
 
+A kappa counts only when it is above chance: at least ``significance_z`` (default 2.33, a one-sided 1% test)
+standard errors of kappa under chance agreement (Fleiss, Cohen and Everitt 1969) above 0; below that it counts as
+0. Without this, a panel in which nobody agrees beyond chance would normalise sampling noise into weights: a
+kappa of +0.004 beside negative ones would take all the weight. ``significance_z=0`` gives the plain
+``max(0, kappa)``.
+
 Agreement can only find the sound judges when they are most of the panel: a lone sound judge beside a coin-flipper
 has nobody to agree with. Human labels settle it: with ``human`` (item -> human score in [0, 1]) the reference is
 the humans' label instead of the rest of the panel (source ``"human"``, the same formula otherwise). ``fixed``
 weights are taken as given (source ``"fixed"``), on the same scale as a computed one (1 = perfect agreement and
-consistency), and normalised together with the others. When every weight comes out 0 (a two-judge panel that
-disagrees throughout, a panel of one, or judges without any item in common), the panel falls back to equal weights
-and says so: every judge's source is then ``"equal"``.
+consistency), and normalised together with the others. When every weight comes out 0 (nobody agrees beyond
+chance, a two-judge panel that disagrees throughout, a panel of one, judges without any item in common), the panel
+falls back to equal weights and says so: every judge's source is then ``"equal"``.
 
 Labels: 0 = X wins (score > 0.5), 1 = tie (0.5), 2 = Y wins (< 0.5); ``match_label`` maps a score to one.
 """
@@ -114,6 +120,19 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     return float((per_item.mean() - expected) / (1.0 - expected))
 
 
+def _chance_z(labels_1: Sequence[int], labels_2: Sequence[int], kappa: float, n_labels: int = N_LABELS) -> float:
+    """kappa over its standard error under chance agreement: Var0 = (p_e + p_e^2 - sum_k r_k c_k (r_k + c_k)) /
+    (n (1 - p_e)^2), r and c the two raters' label shares (Fleiss, Cohen and Everitt 1969)."""
+    n = len(labels_1)
+    r = np.bincount(np.asarray(labels_1, dtype=np.int64), minlength=n_labels) / n
+    c = np.bincount(np.asarray(labels_2, dtype=np.int64), minlength=n_labels) / n
+    expected = float(r @ c)
+    var0 = (expected + expected**2 - float(np.sum(r * c * (r + c)))) / (n * (1.0 - expected) ** 2)
+    if var0 <= 0:
+        return math.inf if kappa > 0 else 0.0
+    return kappa / math.sqrt(var0)
+
+
 @dataclass(frozen=True)
 class PanelWeight:
     """One judge's weight in a panel and what it rests on.
@@ -153,12 +172,14 @@ def panel_weights(
     consistency: Mapping[str, float | None],
     fixed: Mapping[str, float] | None = None,
     human: Mapping[Item, float] | None = None,
+    *,
+    significance_z: float = 2.33,
 ) -> tuple[PanelWeight, ...]:
     """Each judge's weight (module docstring), in the order of ``scores``; the weights sum to 1.
 
     ``consistency[judge]``: its position consistency in [0, 1] (missing or None counts as 1); ``fixed``: weights
     taken as given for those judges; ``human``: human scores of some items, which replace the rest of the panel as
-    the reference.
+    the reference; ``significance_z``: how many chance standard errors a kappa must clear to count.
     """
     fixed = dict(fixed or {})
     for name, s in scores.items():
@@ -190,7 +211,8 @@ def panel_weights(
         if name in fixed:
             raw, source = fixed[name], "fixed"
         else:
-            raw = max(0.0, kappa or 0.0) * (1.0 if c is None else c)
+            above_chance = kappa is not None and kappa > 0 and _chance_z(labels, ref_labels, kappa) >= significance_z
+            raw = (kappa if above_chance and kappa is not None else 0.0) * (1.0 if c is None else c)
             source = "human" if human is not None else "agreement"
         rows.append((name, raw, agreement, kappa, c, source))
 
