@@ -169,12 +169,15 @@ def test_human_labels_find_a_lone_sound_judge() -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_a_kappa_must_clear_chance_to_count(seed: int) -> None:
     # A lone sound judge, a position judge and a coin-flipper: nobody agrees beyond chance (a chance kappa clears
-    # 2.33 standard errors about 1% of the time), so the panel says so with equal weights instead of turning
-    # sampling noise into weights.
+    # 2.33 standard errors about 1% of the time), so no weight comes from agreement, none from sampling noise; the
+    # fallback weighs by position consistency, which still puts the sound judge first and the slot-reader last.
     scores, consistency, _ = panel({"sound": "sound", "position": "position", "noisy": "noisy"}, seed=seed)
     w = panel_weights(scores, consistency)
-    assert {x.source for x in w} == {"equal"}
+    assert {x.source for x in w} == {"consistency"}
     assert all(abs(x.kappa or 0) < 0.1 for x in w)
+    ws = by_name(w)
+    assert ws["sound"].weight > ws["noisy"].weight > ws["position"].weight
+    assert ws["sound"].weight == pytest.approx(consistency["sound"] / sum(consistency.values()))
     # The plain max(0, kappa) normalises whatever sign the noise took: here sound and coin-flipper share one
     # kappa (each one's reference is the other's labels), so either both get 0 or the coin-flipper gets ~30%.
     plain = by_name(panel_weights(scores, consistency, significance_z=0))
@@ -210,17 +213,19 @@ def test_fixed_weights_are_taken_as_given_and_normalised_with_the_rest() -> None
         panel_weights(scores, consistency, fixed={"noisy": -1.0})
 
 
-def test_all_zero_weights_fall_back_to_equal() -> None:
+def test_all_zero_weights_fall_back_to_consistency_then_equal() -> None:
     items = [(f"q{i}", 1, "x", "y") for i in range(20)]
     one = {k: (1.0 if i % 2 else 0.0) for i, k in enumerate(items)}
     other = {k: 1.0 - v for k, v in one.items()}  # disagrees on every match: kappa -1
-    w = panel_weights({"a": one, "b": other}, {"a": 1.0, "b": None})
-    assert [(x.weight, x.source) for x in w] == [(0.5, "equal"), (0.5, "equal")]
-    assert w[0].kappa == pytest.approx(-1.0) and w[0].agreement == 0.0 and w[1].consistency is None
+    w = panel_weights({"a": one, "b": other}, {"a": 0.6, "b": 0.2})
+    assert [(x.weight, x.source) for x in w] == [(pytest.approx(0.75), "consistency"), (pytest.approx(0.25), "consistency")]
+    assert w[0].kappa == pytest.approx(-1.0) and w[0].agreement == 0.0
+    assert [x.weight for x in panel_weights({"a": one, "b": other}, {"a": 1.0, "b": None})] == [0.5, 0.5]  # None: 1
     solo = panel_weights({"only": one}, {"only": 0.9})  # a panel of one: nobody to agree with
-    assert solo == (PanelWeight("only", 1.0, None, None, 0.9, "equal"),)
-    assert [x.source for x in panel_weights({"a": one, "b": other}, {}, fixed={"a": 0.0, "b": 0.0})] == \
-        ["equal", "equal"]
+    assert solo == (PanelWeight("only", 1.0, None, None, 0.9, "consistency"),)
+    # every consistency 0 too: nothing tells the judges apart, so they count the same
+    assert [(x.weight, x.source) for x in panel_weights({"a": one, "b": other}, {"a": 0.0, "b": 0.0})] == \
+        [(0.5, "equal"), (0.5, "equal")]
     with pytest.raises(ValueError, match=r"judge 'a', item .* must be in \[0, 1\]"):
         panel_weights({"a": {"q": 1.5}}, {})
     with pytest.raises(ValueError, match="consistency"):

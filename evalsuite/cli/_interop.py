@@ -51,8 +51,11 @@ def import_answers_cmd(files: tuple[str, ...], model: str | None, fmt: str | Non
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--instruction-difficulty", "difficulty", type=click.Path(dir_okay=False),
               help="AlpacaEval's instruction_difficulty.csv or df_gamed.csv: adds AlpacaEval's own LC v1 (alpaca-eval).")
+@click.option("--style-reference", type=click.Path(dir_okay=False),
+              help="An earlier results.json whose style normalisation to keep, so adding a model moves no other "
+                   "model's style-controlled win rate.")
 def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str, bench_path: str | None, mode: str,
-                         resamples: int, seed: int, difficulty: str | None) -> None:
+                         resamples: int, seed: int, difficulty: str | None, style_reference: str | None = None) -> None:
     """Import external judgments (FastChat pair judgments, AlpacaEval annotations) and write the run's results.
 
     Then `evalsuite report --run-dir DIR` and `evalsuite gate` work on them like on a run of evalsuite's own.
@@ -62,7 +65,8 @@ def import_judgments_cmd(file: str, fmt: str, baseline: str | None, run_dir: str
     from evalsuite.report.results import StatsOptions
 
     outcome = import_judgments(file, fmt, baseline=baseline, run_dir=run_dir, questions=bench_path, mode=mode,
-                               options=StatsOptions(n_resamples=resamples, seed=seed), instruction_difficulty=difficulty)
+                               options=StatsOptions(n_resamples=resamples, seed=seed), instruction_difficulty=difficulty,
+                               style_reference=style_reference)
     print_summary(outcome.results)
     for c in outcome.results.comparisons:
         if c.external_se is not None and c.win_rate is not None:

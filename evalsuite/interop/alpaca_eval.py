@@ -48,6 +48,7 @@ class AlpacaEvalAnnotations:
 
     matches: list[Match]
     lengths: Lengths = field(default_factory=dict)
+    texts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)  # the outputs, for style features
 
 
 def _read_list(path: str | Path, what: str) -> list[Any]:
@@ -68,13 +69,15 @@ def read_alpaca_eval(path: str | Path) -> AlpacaEvalAnnotations:
     where = str(path)
     matches: list[Match] = []
     lengths: Lengths = {}
+    texts: dict[str, dict[tuple[str, int], str]] = {}
     for index, record in enumerate(_read_list(path, "annotations.json")):
         match = _to_match(record, index, where)
         matches.append(match)
         for model, output in ((match.model_x, record.get("output_2")), (match.model_y, record.get("output_1"))):
             if isinstance(output, str):  # an annotation without the text leaves that length unknown
                 lengths.setdefault(model, {})[(match.question_id, 1)] = len(output)
-    return AlpacaEvalAnnotations(matches, lengths)
+                texts.setdefault(model, {})[(match.question_id, 1)] = output
+    return AlpacaEvalAnnotations(matches, lengths, texts)
 
 
 def read_alpaca_eval_annotations(path: str | Path) -> list[Match]:

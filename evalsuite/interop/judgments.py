@@ -33,6 +33,8 @@ class ImportedJudgments:
     categories: list[str]
     lengths: dict[str, dict[tuple[str, int], int]] = field(default_factory=dict)  # empty: lengths unknown
     external_se: dict[str, float] = field(default_factory=dict)  # candidate -> the source's own SE of the win rate
+    # the answers' text (model -> (question id, turn) -> text) where the file carries it: style control needs it
+    texts: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def _alpaca_eval(file: str, *, baseline: str | None, run_dir: Path, questions: s
         note="Imported AlpacaEval annotations: one judged order per instruction, so position consistency is not "
              "measured; the source's own standard error (SE of the mean preference) is shown beside the clustered CI.",
         n_questions=len({m.question_id for m in read.matches}), categories=[CATEGORY], lengths=read.lengths,
-        external_se=external,
+        external_se=external, texts=read.texts,
     )
 
 
@@ -112,6 +114,7 @@ def import_judgments(
     mode: str = "strict",
     options: StatsOptions | None = None,
     instruction_difficulty: str | Path | None = None,
+    style_reference: str | Path | None = None,
 ) -> ImportOutcome:
     """Read ``file`` in format ``fmt`` (``fastchat`` or ``alpaca-eval``), compute the results and write
     ``results.json`` and ``leaderboard.md`` into ``run_dir``.
@@ -119,18 +122,20 @@ def import_judgments(
     ``baseline`` is required for FastChat files (AlpacaEval's is generator_1); ``questions`` (a question.jsonl)
     gives FastChat judgments their categories; ``mode`` is the swap reconciliation for two-order judgments.
     ``instruction_difficulty`` (AlpacaEval only: its ``instruction_difficulty.csv`` or ``df_gamed.csv``) adds
-    AlpacaEval's own length-controlled win rate (LC v1) beside evalsuite's.
+    AlpacaEval's own length-controlled win rate (LC v1) beside evalsuite's. Files that carry the answers' text
+    (AlpacaEval's) get style control; ``style_reference`` (an earlier results.json) freezes its normalisation.
     """
     from evalsuite import __version__
     from evalsuite.pipeline import write_outputs
     from evalsuite.report.results import StatsOptions
-    from evalsuite.report.build import build_results
+    from evalsuite.report.build import build_results, load_style_reference, style_input
 
     if fmt not in JUDGMENT_FORMATS:
         raise InputError(f"unknown judgment format {fmt!r}", fix=f"use one of {', '.join(JUDGMENT_FORMATS)}")
     if instruction_difficulty is not None and fmt != "alpaca-eval":
         raise InputError("an instruction difficulty file applies to AlpacaEval annotations only",
                          where=str(instruction_difficulty), fix="drop --instruction-difficulty, or use --format alpaca-eval")
+    frozen = None if style_reference is None else load_style_reference(style_reference)
     out = Path(run_dir)
     imported = JUDGMENT_FORMATS[fmt](str(file), baseline=baseline, run_dir=out,
                                      questions=None if questions is None else str(questions), mode=mode)
@@ -144,7 +149,9 @@ def import_judgments(
         "note": imported.note,
     }
     results = build_results(imported.matches, baseline=imported.baseline, candidates=imported.candidates,
-                            lengths=imported.lengths, options=options or StatsOptions(), meta=meta)
+                            lengths=imported.lengths, options=options or StatsOptions(), meta=meta,
+                            style=style_input(imported.texts, reference=frozen,
+                                              reference_source=str(style_reference) if style_reference else "run"))
     results = _with_external_se(results, imported.external_se)
     if instruction_difficulty is not None:
         results = _with_alpaca_eval_lc(results, str(file), imported.baseline, str(instruction_difficulty))

@@ -37,7 +37,14 @@ from evalsuite.judge import (
     run_judge,
 )
 from evalsuite.records import Answer, Match, Question
-from evalsuite.report.build import build_results, distinct_bigrams, orient_to
+from evalsuite.report.build import (
+    StyleInput,
+    build_results,
+    distinct_bigrams,
+    load_style_reference,
+    orient_to,
+    style_input,
+)
 from evalsuite.report.results import (
     Benchmark,
     GenerationRecord,
@@ -358,17 +365,41 @@ def compute_results(
         usage=_usage(store, specs, panel or [config.judge]),
     )
     diversity = {m: distinct_bigrams([t for a in by_q.values() for t in a.turns]) for m, by_q in answers.items()}
+    style = answer_style(answers, config.judge, config.judging.style_reference)
     if panel:
         from evalsuite.report.panel import PanelJudge, build_panel_results
 
         members = [PanelJudge(j.name, judge_label(j), tuple(member_matches[j.name]), _judge_usage(store, j).cost_usd,
                               j.extra.get("weight")) for j in panel]
         return build_panel_results(members, baseline=baseline.name, candidates=cand_names, lengths=lengths,
-                                   options=stats_options, info=info, diversity=diversity)
+                                   options=stats_options, info=info, diversity=diversity, style=style)
     return build_results(
         matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, info=info,
-        diversity=diversity,
+        diversity=diversity, style=style,
     )
+
+
+def answer_style(answers: Mapping[str, Mapping[str, Answer]], judge: ModelSpec, reference: str | None) -> StyleInput:
+    """Style features of every answer turn, length counted with the judge's tokenizer when the judge is a local
+    checkpoint (what it reads), else with the stated offline approximation; ``reference``: an earlier results.json
+    whose normalisation to keep."""
+    texts = {m: {(qid, i): t for qid, a in by_q.items() for i, t in enumerate(a.turns, 1)} for m, by_q in answers.items()}
+    count, unit = _local_token_counter(judge)
+    frozen = None if reference is None else load_style_reference(reference)
+    return style_input(texts, count_tokens=count, length_unit=unit, reference=frozen, reference_source=reference or "run")
+
+
+def _local_token_counter(judge: ModelSpec) -> tuple[Callable[[str], int] | None, str | None]:
+    """The judge's own tokenizer when it is a local checkpoint folder (hf or vllm backend), else (None, None)."""
+    if judge.backend not in ("hf", "vllm") or not Path(judge.model).is_dir():
+        return None, None
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(judge.model, local_files_only=True)
+    except Exception:  # noqa: BLE001 - no usable tokenizer there: the approximation, stated as such
+        return None, None
+    return (lambda text: len(tok.encode(text, add_special_tokens=False))), f"tokens of the judge's tokenizer ({Path(judge.model).name})"
 
 
 def panel_summary(summaries: Sequence[JudgeSummary], name: str) -> JudgeSummary:

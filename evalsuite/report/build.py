@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from evalsuite.errors import InputError
 from evalsuite.judge.swap import judge_health, judge_health_by_group, match_games
 from evalsuite.records import Match
 from evalsuite.report.health import worst
@@ -55,6 +57,40 @@ class StyleInput:
     reference: StyleReference | None = None
     reference_source: str = "run"
     length_unit: str = ""
+
+# what answer length is counted in when no local tokenizer is at hand (evalsuite.stats.approximate_token_count)
+APPROXIMATE_LENGTH_UNIT = "tokens, approximated offline (o200k-like count, evalsuite.stats.approximate_token_count)"
+
+
+def style_input(
+    texts: Mapping[str, Mapping[tuple[str, int], str]],
+    *,
+    count_tokens: Callable[[str], int] | None = None,
+    length_unit: str | None = None,
+    reference: StyleReference | None = None,
+    reference_source: str = "run",
+) -> StyleInput:
+    """Style features of every answer turn in ``texts`` (model -> (question id, turn) -> text). ``count_tokens``
+    counts length (a local tokenizer, named in ``length_unit``); None: the stated offline approximation."""
+    from evalsuite import stats
+
+    features = {m: {k: stats.style_features(t, count_tokens) for k, t in by.items()} for m, by in texts.items()}
+    unit = length_unit or (APPROXIMATE_LENGTH_UNIT if count_tokens is None else "tokens")
+    return StyleInput(features, reference, reference_source, unit)
+
+
+def load_style_reference(path: str | Path) -> StyleReference:
+    """The style normalisation an earlier run used (its results.json's ``style``), to freeze it for this one: then
+    adding a model to the leaderboard moves no other model's style-controlled win rate."""
+    from evalsuite import stats
+    from evalsuite.report.results import load_results
+
+    style = load_results(path).style
+    if style is None or not style.reference_mean:
+        raise InputError("this results.json has no style normalisation to freeze", where=str(path),
+                         fix="pass a results.json that `evalsuite compare` wrote on answers with text")
+    return stats.StyleReference(mean=tuple(style.reference_mean), std=tuple(style.reference_std))
+
 
 def distinct_bigrams(texts: Sequence[str]) -> float | None:
     """Share of word bigrams that are distinct across a model's answers (distinct-2): falls when answers collapse

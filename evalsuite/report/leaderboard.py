@@ -409,8 +409,9 @@ def panel_section(results: Results) -> Section | None:
         Paragraph("Each judge judged every match in both orders; the panel's verdict on a match is the weighted mean "
                   "of the judges' match scores. Weight from agreement: the judge's Cohen's κ with the rest of the panel "
                   "(leave-one-out) times its position consistency, normalised, so a judge that reads position or flips "
-                  "coins weighs about nothing; human: κ with human labels; fixed: set in the config; equal: no judge "
-                  "earned a weight, so all count the same."),
+                  "coins weighs about nothing; human: κ with human labels; fixed: set in the config; consistency: no judge "
+                  "agreed with the rest beyond chance, so position consistency alone sets the weights; equal: "
+                  "nothing tells the judges apart."),
         Table.of(["Model", "Panel", *[f"`{n}`" for n in names]], rates, "l" + "r" * (1 + len(names))),
     ]
     agreement = results.judge_agreement

@@ -33,7 +33,9 @@ the humans' label instead of the rest of the panel (source ``"human"``, the same
 weights are taken as given (source ``"fixed"``), on the same scale as a computed one (1 = perfect agreement and
 consistency), and normalised together with the others. When every weight comes out 0 (nobody agrees beyond
 chance, a two-judge panel that disagrees throughout, a panel of one, judges without any item in common), the panel
-falls back to equal weights and says so: every judge's source is then ``"equal"``.
+falls back to weights in proportion to position consistency alone (source ``"consistency"``): a lone sound judge
+beside a slot-reader and a coin-flipper still weighs most, because only its two orders agree. When that is silent
+too (every consistency 0), the weights are equal (source ``"equal"``).
 
 Labels: 0 = X wins (score > 0.5), 1 = tie (0.5), 2 = Y wins (< 0.5); ``match_label`` maps a score to one.
 """
@@ -140,7 +142,8 @@ class PanelWeight:
     ``agreement``: the share of its labels equal to the reference's (the rest of the panel, or the humans);
     ``kappa``: Cohen's kappa with that reference (None: undefined or fewer than 2 items shared); ``consistency``:
     its position consistency as given; ``source``: ``"agreement"`` (leave-one-out), ``"human"``, ``"fixed"`` or
-    ``"equal"`` (the fallback when every weight came out 0).
+    ``"consistency"`` (the fallback when every weight came out 0: in proportion to position consistency) or
+    ``"equal"`` (when that is 0 too).
     """
 
     name: str
@@ -218,8 +221,14 @@ def panel_weights(
 
     total = sum(raw for _, raw, *_ in rows)
     if total <= 0:
-        return tuple(PanelWeight(name, 1.0 / len(rows), agreement, kappa, c, "equal")
-                     for name, _, agreement, kappa, c, _ in rows)
+        # nobody earned a weight by agreement: position consistency alone still tells a judge that reads the answers
+        # (its two orders agree) from one that reads the slot or flips coins; equal only when that is silent too
+        kept = [1.0 if c is None else c for _, _, _, _, c, _ in rows]
+        if sum(kept) <= 0:
+            return tuple(PanelWeight(name, 1.0 / len(rows), agreement, kappa, c, "equal")
+                         for name, _, agreement, kappa, c, _ in rows)
+        return tuple(PanelWeight(name, k / sum(kept), agreement, kappa, c, "consistency")
+                     for (name, _, agreement, kappa, c, _), k in zip(rows, kept))
     return tuple(PanelWeight(name, raw / total, agreement, kappa, c, source)
                  for name, raw, agreement, kappa, c, source in rows)
 
