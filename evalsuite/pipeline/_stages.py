@@ -380,10 +380,12 @@ def compute_results(
 
 
 def answer_style(answers: Mapping[str, Mapping[str, Answer]], judge: ModelSpec, reference: str | None) -> StyleInput:
-    """Style features of every answer turn, length counted with the judge's tokenizer when the judge is a local
-    checkpoint (what it reads), else with the stated offline approximation; ``reference``: an earlier results.json
-    whose normalisation to keep."""
-    texts = {m: {(qid, i): t for qid, a in by_q.items() for i, t in enumerate(a.turns, 1)} for m, by_q in answers.items()}
+    """Style features of what the judge read of each answer at each turn: turn t's features count the model's
+    replies of turns 1..t, because a multi-turn judge prompt shows the whole conversation (style in turn 1 still
+    sways the turn-2 verdict). Length is counted with the judge's tokenizer when the judge is a local checkpoint,
+    else with the stated offline approximation; ``reference``: an earlier results.json whose normalisation to keep."""
+    texts = {m: {(qid, i): "\n\n".join(a.turns[:i]) for qid, a in by_q.items() for i in range(1, len(a.turns) + 1)}
+             for m, by_q in answers.items()}
     count, unit = _local_token_counter(judge)
     frozen = None if reference is None else load_style_reference(reference)
     return style_input(texts, count_tokens=count, length_unit=unit, reference=frozen, reference_source=reference or "run")

@@ -19,7 +19,9 @@ model. Everything it says is a pure function of the request, so a test can predi
   hashed words out as markdown: the marker on a line of its own, a ``## `` header (the first three words), a
   paragraph whose first two words are a ``**bold**`` span, and 2-4 ``- `` list items (count from the hash; fewer
   when the answer is too short). The words, and so the word count, are those of the plain answer; with ``lengths``
-  a test makes a candidate exactly as strong as the baseline but longer and/or formatted.
+  a test makes a candidate exactly as strong as the baseline but longer and/or formatted. ``"mixed"`` varies style
+  per answer (two hash bytes of model and question): markdown or plain, independently 1x or 1.5x the words, so the
+  style terms of a style-controlled fit are identified apart from the model's strength.
 * **Judge profiles** (:class:`JudgeProfile`, ``judge_profiles``, per judge model; a judge named there needs no
   ``judges`` entry): a judge with faults. Its pairwise verdict distribution is the mixture
   ``(1 - noise - style_share) * strength + noise * uniform(A, B, tie) + style_share * style``, where ``strength`` is
@@ -100,7 +102,7 @@ _FILLERS = ("The", " ", "[", "]", "Assistant", "Both", "tie", "none", "Neither",
 
 _ZERO_LOGPROB = -9999.0  # what the real API reports for a zero-probability alternative; -inf is not valid JSON
 
-ANSWER_STYLES = ("plain", "markdown")
+ANSWER_STYLES = ("plain", "markdown", "mixed")
 
 # Where a judge template's own text resumes after an answer: "[End reply of assistant A]", "[User, message 2]",
 # "[The End of Assistant A's Answer]", "<|The End of ...|>", FastChat's multi-turn "### User:" / "### Assistant B:".
@@ -506,11 +508,15 @@ class FakeOpenAIServer:
                 last_user = _content_text(m.get("content"))
                 break
         n = self.lengths.get(model, 40)
+        style = self.styles.get(model, "plain")
+        if style == "mixed":  # per answer, from two hash bytes: markdown or plain, and 1x or 1.5x the words
+            coin = hashlib.shake_256(f"style\x00{model}\x00{last_user}".encode()).digest(2)
+            style, n = ("markdown" if coin[0] < 128 else "plain"), (n if coin[1] < 128 else round(1.5 * n))
         finish = "stop"
         # The marker counts as one token against max_tokens; truncation lets tests exercise finish_reason=length.
         if max_tokens is not None and n + 1 > max_tokens:
             n, finish = max(0, max_tokens - 1), "length"
-        if n and self.styles.get(model) == "markdown":
+        if n and style == "markdown":
             # shake_256 is an extendable-output function: one byte more leaves the first n (the words) unchanged
             digest = hashlib.shake_256(f"{model}\x00{last_user}".encode()).digest(n + 1)
             return _markdown_answer(model, list(map(_WORD_OF_BYTE.__getitem__, digest[:n])), digest[n]), finish
