@@ -14,6 +14,8 @@
 - ``confidence_path`` / ``sequence_bounds`` / ``decide``: anytime-valid betting confidence sequences for a win rate
   and the gate decisions they settle (sequential judging).
 - ``ppi_win_rate``: judge-only, human-only and prediction-powered (PPI++) win rates with CIs (human calibration).
+- ``style_controlled_win_rates``: Arena-Hard v2 style control (length and markdown terms fitted with Bradley-Terry),
+  win rates at the mean and at zero style difference; ``style_features`` measures an answer's style.
 
 Every random quantity is seeded and vectorised over resamples; nothing here does I/O or imports a backend.
 """
@@ -37,6 +39,19 @@ from evalsuite.stats._sequential import (
     sequence_bounds,
 )
 from evalsuite.stats._significance import holm, holm_bounded, sign_test
+from evalsuite.stats._style import (
+    STYLE_FEATURES,
+    StyleCoefficient,
+    StyleControl,
+    StyleFeatures,
+    StyleReference,
+    StyleWinRate,
+    approximate_token_count,
+    strip_fenced_code,
+    style_controlled_win_rates,
+    style_differences,
+    style_features,
+)
 
 __all__ = [
     "AlpacaEvalLC",
