@@ -80,16 +80,21 @@ def style_input(
 
 
 def load_style_reference(path: str | Path) -> StyleReference:
-    """The style normalisation an earlier run used (its results.json's ``style``), to freeze it for this one: then
-    adding a model to the leaderboard moves no other model's style-controlled win rate."""
+    """The style normalisation and coefficients an earlier run fitted (its results.json's ``style`` and
+    ``style_coefficients``), to freeze them for this one: only the model terms are fitted, so adding a model to the
+    leaderboard moves no other model's style-controlled win rate."""
     from evalsuite import stats
     from evalsuite.report.results import load_results
 
-    style = load_results(path).style
+    results = load_results(path)
+    style = results.style
     if style is None or not style.reference_mean:
         raise InputError("this results.json has no style normalisation to freeze", where=str(path),
                          fix="pass a results.json that `evalsuite compare` wrote on answers with text")
-    return stats.StyleReference(mean=tuple(style.reference_mean), std=tuple(style.reference_std))
+    # the coefficients too: they are shared by every model, so a new model's battles would move them (and the others)
+    coefficients = tuple(float(k.estimate or 0.0) for k in results.style_coefficients)
+    return stats.StyleReference(mean=tuple(style.reference_mean), std=tuple(style.reference_std),
+                                coefficients=coefficients if len(coefficients) == len(style.reference_mean) else None)
 
 
 def distinct_bigrams(texts: Sequence[str]) -> float | None:

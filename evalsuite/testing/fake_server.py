@@ -28,7 +28,8 @@ model. Everything it says is a pure function of the request, so a test can predi
   the rule above with the profile's ``position_bias`` and ``tie_rate`` (None: the server's), ``uniform`` ignores the
   answers, and ``style`` gives the verdict to the answer with more markdown (headers + list items + bold spans), at
   equal markdown to the one with more words (runs of letters, digits, ``_``), and at equal words falls back to
-  ``strength``. The judge finds each answer in its prompt as the text from its ``«NAME»`` marker to the next marker
+  ``strength``. ``style_logit`` instead adds a logit per unit of style gap to the strength rule (a judge whose
+  log-odds pay for style, the model style control fits). The judge finds each answer in its prompt as the text from its ``«NAME»`` marker to the next marker
   or to the next template line (a line starting with ``[`` or ``<|``, or FastChat's ``### User`` /
   ``### Assistant``); in multi-turn prompts a model's replies are counted together. One draw from sha256(seed, judge
   name, messages) picks the verdict, and ``top_logprobs`` carry the mixture's probabilities; the Arena-Hard
@@ -217,6 +218,9 @@ class JudgeProfile:
     noise: float = 0.0
     style_share: float = 0.0
     tie_rate: float | None = None
+    # a logit added to A per unit of style gap in the strength rule: a judge whose log-odds pay for style, the model
+    # style control fits (gap: the words' (a - b) / (a + b) plus the markdown elements' (a - b) / (a + b + 1))
+    style_logit: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0 <= self.noise <= 1 and 0 <= self.style_share <= 1 and self.noise + self.style_share <= 1 + 1e-9):
@@ -226,6 +230,8 @@ class JudgeProfile:
             raise ValueError(f"tie_rate must be in [0, 1] or None, got {self.tie_rate}")
         if not math.isfinite(self.position_bias):
             raise ValueError(f"position_bias must be finite, got {self.position_bias}")
+        if not math.isfinite(self.style_logit):
+            raise ValueError(f"style_logit must be finite, got {self.style_logit}")
 
     @classmethod
     def parse(cls, spec: str) -> "JudgeProfile":
@@ -239,9 +245,9 @@ class JudgeProfile:
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, sep, value = part.partition(":")
             key = key.strip()
-            if not sep or key not in ("position_bias", "noise", "style_share", "tie_rate"):
+            if not sep or key not in ("position_bias", "noise", "style_share", "tie_rate", "style_logit"):
                 raise ValueError(f"judge profile part {part!r}: expected KEY:VALUE with KEY one of position_bias, "
-                                 "noise, style_share, tie_rate")
+                                 "noise, style_share, tie_rate, style_logit")
             try:
                 number = None if key == "tie_rate" and value.strip().lower() == "none" else float(value)
             except ValueError:
@@ -528,6 +534,10 @@ class FakeOpenAIServer:
                         diff: float) -> tuple[float, float, float]:
         """(P(A), P(tie), P(B)) of a judge with a profile: the mixture of strength, coin flip and style."""
         tie = self.tie_rate if profile.tie_rate is None else profile.tie_rate
+        if profile.style_logit:
+            (m_a, w_a), (m_b, w_b) = _answer_style(user_text, a), _answer_style(user_text, b)
+            gap = (w_a - w_b) / max(1, w_a + w_b) + (m_a - m_b) / (m_a + m_b + 1)
+            diff += profile.style_logit * gap
         s_a = _sigmoid(diff + profile.position_bias) * (1.0 - tie)
         strength = (s_a, tie, max(0.0, 1.0 - s_a - tie))
         style = strength
