@@ -244,6 +244,10 @@ class OpenAIBatchProvider:
         from evalsuite.backends.openai import DUMMY_API_KEY, OpenAIBackend
 
         OpenAIBackend(spec)  # the live backend's checks: an endpoint or a key is configured
+        if isinstance(spec.base_url, list):
+            raise InputError(f"--batch sends {spec.name!r}'s calls as one batch file to one endpoint, but its base_url "
+                             f"lists {len(spec.base_url)} replicas", where=f"models.{spec.name}.base_url",
+                             fix="set base_url to one server for --batch, or drop --batch to spread calls live")
         self.spec = spec
         self.run_dir = run_dir
         self.endpoint = f"openai:{spec.base_url or os.environ.get('OPENAI_BASE_URL') or 'api.openai.com'}"

@@ -14,7 +14,7 @@ and Cohen's kappa per pair of members with Fleiss' kappa for the panel (``judge_
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 
@@ -62,7 +62,7 @@ def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
-def panel_matches(panel: Sequence[PanelJudge], merged: Mapping[Hashable, float]) -> list[Match]:
+def panel_matches(panel: Sequence[PanelJudge], merged: Mapping[ItemKey, float]) -> list[Match]:
     """One match per item any member judged: the panel's score (None and an error when no member scored it),
     inconsistent when a member's own two orders disagreed on it."""
     first: dict[ItemKey, Match] = {}
