@@ -72,6 +72,50 @@ class CheckpointEntry:
         )
 
 
+@dataclass(frozen=True)
+class TrainingWorld:
+    """How a checkpoint was trained across processes, as its entry's ``extra`` records it: the world size, the batch
+    of each process, gradient accumulation, the global batch (their product: the rows behind one optimizer step), the
+    rows of each rank's shard of one epoch, and accelerate's kind of run (``NO``, ``MULTI_GPU``, ``MULTI_CPU``,
+    ``FSDP``, ``DEEPSPEED``) with its communication backend."""
+
+    world_size: int
+    per_device_batch: int
+    grad_accum: int
+    global_batch: int
+    rows_per_rank: tuple[int, ...]
+    distributed_type: str
+    backend: str | None = None
+
+    @classmethod
+    def of(cls, entry: CheckpointEntry) -> "TrainingWorld | None":
+        """The entry's record; None for an entry written before evalsuite recorded it (or registered by hand)."""
+        extra = entry.extra
+        if "world_size" not in extra:
+            return None
+        return cls(
+            world_size=int(extra["world_size"]),
+            per_device_batch=int(extra["per_device_batch"]),
+            grad_accum=int(extra["grad_accum"]),
+            global_batch=int(extra["global_batch"]),
+            rows_per_rank=tuple(int(n) for n in extra.get("rows_per_rank") or ()),
+            distributed_type=str(extra.get("distributed_type", "NO")),
+            backend=extra.get("backend"),
+        )
+
+    def to_extra(self) -> dict[str, Any]:
+        """The ``extra`` keys of this record (JSON types)."""
+        return {**asdict(self), "rows_per_rank": list(self.rows_per_rank)}
+
+    def describe(self) -> str:
+        """One line, e.g. ``2 processes (MULTI_CPU, gloo), global batch 8 = 2 per device x 2 x 2 accumulation``."""
+        how = ", ".join(x for x in (self.distributed_type, self.backend) if x)
+        rows = ", ".join(str(n) for n in self.rows_per_rank)
+        return (f"{self.world_size} process{'es' if self.world_size != 1 else ''} ({how}), global batch "
+                f"{self.global_batch} = {self.per_device_batch} per device x {self.world_size} x {self.grad_accum} "
+                f"accumulation; rows per rank and epoch: {rows}")
+
+
 def format_beta(beta: float) -> str:
     """Minimal decimal form used in checkpoint names: 0.05 -> "0.05", 2.0 -> "2", 1e-05 -> "1e-05"."""
     return f"{beta:g}"
@@ -208,6 +252,7 @@ def _resolve(manifest_path: str | Path, value: str) -> Path:
 __all__ = [
     "DEFAULT_MANIFEST_NAME",
     "CheckpointEntry",
+    "TrainingWorld",
     "checkpoint_name",
     "expand_name",
     "format_beta",

@@ -30,6 +30,7 @@ from evalsuite.config import JudgingOptions, ModelSpec
 from evalsuite.errors import InputError
 from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
 from evalsuite.records import Answer, Question
+from evalsuite.trainers._distributed import check_launch, shard_recorder, wait_for_ranks, world_record
 from evalsuite.trainers._metrics import TRL_METRIC_NAMES, metrics_writer, read_metrics
 from evalsuite.trainers._runtime import (
     DTYPES,
@@ -201,6 +202,7 @@ def train_online_dpo(
     if options.merge:
         raise InputError("--merge is not supported for online-dpo", fix="drop --merge (merge the adapter afterwards)")
     model = resolve_model_path(model)  # an alias ("smollm2") becomes its checkpoint directory; a path is unchanged
+    check_launch(model, data)  # launched ranks agree on what they train before any can stop alone
     check_model(model)
     prompts = read_prompts(data)
     if judge is None:
@@ -223,6 +225,7 @@ def train_online_dpo(
             if entry is not None:
                 upsert_entry(manifest_path, entry)
                 entries.append(entry)
+            wait_for_ranks()  # the entry is on disk before any rank goes on
     return entries
 
 
@@ -263,12 +266,13 @@ def _train_online_one(
     config = OnlineDPOConfig(**common, beta=[beta], loss_type=spec.loss_type, max_new_tokens=max_new_tokens)
     reward = JudgeReward(judge, run_dir / "judge", judging, backend=judge_backend)
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, DTYPES[dtype]))
+    rows_per_rank: list[int] = []
     try:
         with training_progress(f"train {name}", enabled=progress) as bar:
             trainer = OnlineDPOTrainer(
                 model=policy, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
                 peft_config=peft_config(options) if options.lora else None,
-                callbacks=[metrics_writer(metrics_path, ONLINE_METRIC_NAMES), *bar],
+                callbacks=[metrics_writer(metrics_path, ONLINE_METRIC_NAMES), shard_recorder(rows_per_rank), *bar],
             )
             # With its tqdm bar off, transformers prints every log dict instead; metrics.jsonl already has them.
             trainer.remove_callback(PrinterCallback)
@@ -276,6 +280,7 @@ def _train_online_one(
         trainer.save_model(str(run_dir))
         is_main = trainer.is_world_process_zero()
         steps = trainer.state.global_step
+        world = world_record(trainer, rows_per_rank)
     finally:
         reward.close()
     del trainer, policy
@@ -301,6 +306,7 @@ def _train_online_one(
             "options": asdict(options), "trl_version": trl.__version__, "max_new_tokens": max_new_tokens,
             "judge": reward.label, "judge_calls": reward.calls, "judge_errors": reward.errors,
             "judge_mode": (judging or JudgingOptions()).mode,
+            **world,  # world_size, per_device_batch, grad_accum, global_batch, rows_per_rank, distributed_type, backend
         },
     )
 

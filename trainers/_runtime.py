@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import InputError
+from evalsuite.trainers._distributed import BAR_ENV, cpu_ranks
 from evalsuite.trainers._variants import VariantSpec
 
 if TYPE_CHECKING:
@@ -197,6 +198,8 @@ def common_args(options: TrainOptions, run_dir: Path, *, dtype: str = "fp32") ->
         # transformers' own tqdm bar and log printer are replaced by evalsuite's bar (step_progress) and metrics.jsonl
         "disable_tqdm": True,
         "dataloader_pin_memory": on_gpu,
+        # Launched ranks without a GPU join over gloo; left to accelerate, each would train alone (_distributed).
+        "use_cpu": cpu_ranks(),
     }
 
 
@@ -334,16 +337,21 @@ def training_progress(description: str, *, enabled: bool = True) -> Iterator[lis
     if not enabled:
         yield []
         return
+    from rich.console import Console
     from transformers import TrainerCallback
 
     from evalsuite.progress import StageProgress
 
     bars: list[StageProgress] = []
+    # A launched rank's stderr is the pipe of the evalsuite that launched it, which shows a terminal (_distributed).
+    drawn = os.environ.get(BAR_ENV) == "1"
 
     class StepProgress(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.is_world_process_zero and not bars:
-                bars.append(StageProgress(description, int(state.max_steps)).__enter__())
+                console = Console(stderr=True, force_terminal=True) if drawn else None
+                bars.append(StageProgress(description, int(state.max_steps), console=console,
+                                          enabled=True if drawn else None).__enter__())
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             for bar in bars:

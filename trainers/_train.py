@@ -15,11 +15,14 @@ Full-weight runs keep fp32 master weights unless told otherwise, with bf16 autoc
 preference-tuning rates (1e-6) are below bf16's resolution and would mostly round away. On CPU everything is fp32.
 Whatever the run computed in, full weights are saved in the base checkpoint's own dtype (:func:`base_dtype`).
 
-Multi-GPU, DeepSpeed and FSDP come from ``accelerate``, not from this module::
+Several processes (GPUs, machines; DDP, FSDP, DeepSpeed) come from ``accelerate``, not from this module::
 
-    accelerate launch --num_processes 8 -m evalsuite.cli train dpo --model ./sft --data prefs.jsonl --grid
+    accelerate launch --num_processes 8 -m evalsuite train dpo --model ./sft --data prefs.jsonl --grid
 
-(add ``--config_file`` for DeepSpeed/FSDP). Only the main process writes metrics and the manifest.
+(or ``evalsuite train ... --accelerate-config FILE``). Before anything loads the ranks check that they train the
+same model on the same data; each trains on its own shard; only the main process writes the tokenizer, metrics, the
+health verdict and the manifest entry, which records the world size and the global batch; the other ranks wait for
+it and return nothing. What that takes lives in ``_distributed.py``.
 
 While it trains, a run shows one evalsuite progress bar (steps, rate, time left, latest loss) and nothing from the
 libraries underneath (their bars, info logs and deprecation warnings are off inside training). What this module
@@ -39,6 +42,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.manifest import DEFAULT_MANIFEST_NAME, CheckpointEntry, checkpoint_name, upsert_entry, utc_now
+from evalsuite.trainers._distributed import (
+    check_launch,
+    remove_shared_dataset,
+    shard_recorder,
+    shared_dataset,
+    wait_for_ranks,
+    world_record,
+)
 from evalsuite.trainers._metrics import (
     STABLE_METRICS,
     TRAINER_METRICS,
@@ -170,13 +181,14 @@ def _train_one(
     reference: dict[str, Any] = {}
     if options.reference_model and spec.uses_reference:
         reference["ref_model"] = AutoModelForCausalLM.from_pretrained(options.reference_model, dtype=getattr(torch, DTYPES[dtype]))
+    rows_per_rank: list[int] = []
     with training_progress(f"train {name}", enabled=progress) as bar:
         trainer = trainer_cls(
             model=policy,
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[metrics_writer(metrics_path), *bar],
+            callbacks=[metrics_writer(metrics_path), shard_recorder(rows_per_rank), *bar],
             peft_config=peft_config(options) if options.lora else None,
             **reference,
         )
@@ -188,6 +200,7 @@ def _train_one(
     trainer.save_model(str(weights_dir))  # every process: FSDP/DeepSpeed gather the weights collectively
     is_main = trainer.is_world_process_zero()
     steps = trainer.state.global_step
+    world = world_record(trainer, rows_per_rank)
     del trainer, policy
     free_memory()
     if not is_main:
@@ -218,6 +231,7 @@ def _train_one(
         "saved_dtype": stored_dtype(run_dir),  # full weights: the base's; a LoRA adapter: as PEFT keeps it (fp32)
         "options": asdict(options),
         "trl_version": trl.__version__,
+        **world,  # world_size, per_device_batch, grad_accum, global_batch, rows_per_rank, distributed_type, backend
     }
     if spec.trainer == "cpo":
         extra["simpo_gamma"] = options.simpo_gamma
@@ -270,9 +284,12 @@ def train_variant(
     run_betas = resolve_betas(spec, betas, grid=grid)
     options.validate(spec)
     model = resolve_model_path(model)  # an alias ("smollm2") becomes its checkpoint directory; a path is unchanged
+    # Launched ranks agree on what they train before any of them can stop alone on a missing file.
+    fingerprint = check_launch(model, data)
     check_model(model)
     out = Path(out_dir)
     manifest_path = Path(manifest) if manifest is not None else out / DEFAULT_MANIFEST_NAME
+    shared_data = out / f".data-{spec.name}-{fingerprint['hash']}"  # used by launched ranks only
 
     from evalsuite.trainers._data import load_preference_data
 
@@ -281,6 +298,7 @@ def train_variant(
         tokenizer = load_tokenizer(model)
         # Train through the chat template whenever the model has one: evalsuite generates through it too.
         dataset = load_preference_data(data, split=split, variant=spec.name, chat=tokenizer.chat_template is not None)
+        dataset = shared_dataset(dataset, shared_data)
         for beta in run_betas:
             entry = _train_one(
                 spec,
@@ -296,6 +314,8 @@ def train_variant(
             if entry is not None:
                 upsert_entry(manifest_path, entry)
                 entries.append(entry)
+            wait_for_ranks()  # the entry is on disk before any rank goes on (the next beta, or the caller)
+        remove_shared_dataset(shared_data)
     return entries
 
 

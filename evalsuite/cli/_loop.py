@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ import click
 
 from evalsuite.cli._common import batch_backends, batch_options, build_config, echo_batch_reports, progress_factory
 from evalsuite.config import Config
+from evalsuite.errors import InputError
 
 if TYPE_CHECKING:
     from evalsuite.pipeline.label import LabelReport
@@ -88,9 +90,15 @@ def echo_label_report(report: LabelReport) -> None:
 @click.option("--no-early-stop", is_flag=True, help="Run every round even when a round is not significantly better.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Project file (default: ./evalsuite.toml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--launcher", default=None, metavar="COMMAND",
+              help='Train each round under this launcher, as `COMMAND -m evalsuite train ...` in a subprocess, e.g. '
+                   '"accelerate launch --num_processes 8" (on CPU: "accelerate launch --multi_gpu --num_processes 2"). '
+                   'Default: train in this process.')
+@click.option("--accelerate-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Train each round under `accelerate launch --config_file FILE` (examples/accelerate/).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def iterate_cmd(rounds: int | None, no_early_stop: bool, config_path: str | None, overrides: tuple[str, ...],
-                quiet: bool) -> None:
+                launcher: str | None, accelerate_config: Path | None, quiet: bool) -> None:
     """Iterative preference optimisation from [iterate]: each round labels pairs with the current policy, trains
     <variant>-r<round>, and compares every round with the SFT baseline and with the round before.
 
@@ -98,17 +106,41 @@ def iterate_cmd(rounds: int | None, no_early_stop: bool, config_path: str | None
     """
     from evalsuite.pipeline.iterate import iterate
 
+    launch = launcher_words(launcher, accelerate_config)  # checked before anything runs
     config = _judging_config(config_path, None, overrides)
     opts = config.iterate
     if rounds is not None:
         opts = replace(opts, rounds=rounds)
     if no_early_stop:
         opts = replace(opts, early_stop=False)
-    outcome = iterate(config, opts, progress=progress_factory(quiet), say=lambda m: click.echo(m, err=True))
+    outcome = iterate(config, opts, progress=progress_factory(quiet), say=lambda m: click.echo(m, err=True),
+                      launcher=launch)
     for row in outcome.table():
         click.echo(row)
     if outcome.stopped is not None:
         click.echo(outcome.stopped)
 
 
-__all__ = ["iterate_cmd", "label_cmd"]
+def launcher_words(launcher: str | None, accelerate_config: Path | None) -> list[str] | None:
+    """The launcher of iterate's training rounds as words: ``--launcher`` split as a shell would, or accelerate's
+    launcher with ``--accelerate-config`` (checked before any round starts); None: train in this process."""
+    if launcher is not None and accelerate_config is not None:
+        raise InputError("--launcher and --accelerate-config both given",
+                         fix='pass one (a launcher with its own config: --launcher "accelerate launch --config_file F")')
+    if accelerate_config is not None:
+        from evalsuite.trainers import accelerate_launcher, read_accelerate_config
+
+        read_accelerate_config(accelerate_config)
+        return accelerate_launcher(accelerate_config)
+    if launcher is None:
+        return None
+    try:
+        words = shlex.split(launcher)
+    except ValueError as exc:
+        raise InputError(f"--launcher {launcher!r} does not parse ({exc})", fix="quote it as a shell would") from None
+    if not words:
+        raise InputError("--launcher is empty", fix='e.g. --launcher "accelerate launch --num_processes 2"')
+    return words
+
+
+__all__ = ["iterate_cmd", "label_cmd", "launcher_words"]

@@ -1,18 +1,23 @@
 """``evalsuite train``: SFT checkpoint + preference data -> one checkpoint per beta, registered in the manifest.
 
-For several GPUs (DDP, DeepSpeed, FSDP) launch the same command through accelerate::
+For several processes (GPUs, machines; DDP, FSDP, DeepSpeed) launch the same command through accelerate, or let it
+launch itself with an accelerate config file::
 
-    accelerate launch --num_processes 8 -m evalsuite.cli train dpo --model ./sft --data prefs.jsonl --grid
+    accelerate launch --num_processes 8 -m evalsuite train dpo --model ./sft --data prefs.jsonl --grid
+    evalsuite train dpo --model ./sft --data prefs.jsonl --grid --accelerate-config examples/accelerate/ddp.yaml
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from evalsuite.errors import require_extra
+from evalsuite.errors import InputError, require_extra
 from evalsuite.trainers import DTYPE_CHOICES, VARIANTS, TrainOptions
+from evalsuite.trainers import hand_over_rank_error, launch_with_config
 
 _DEFAULTS = TrainOptions()
 
@@ -66,8 +71,22 @@ _DEFAULTS = TrainOptions()
     show_default=True,
     help="Weights as loaded. auto: bf16 for LoRA on a bf16 GPU, else fp32. Full weights are saved in the base's dtype.",
 )
+@click.option(
+    "--reference-model",
+    default=None,
+    help="A frozen reference checkpoint other than --model (DPO, IPO, KTO). Default: --model itself.",
+)
+@click.option(
+    "--accelerate-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Train across processes: re-run this command under `accelerate launch --config_file FILE` "
+    "(examples/accelerate/: ddp.yaml runs on CPU too; fsdp.yaml, deepspeed_zero2.yaml need GPUs).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
 def train_cmd(
+    ctx: click.Context,
     variant: str,
     model: str,
     data: str,
@@ -93,35 +112,71 @@ def train_cmd(
     logging_steps: int,
     bf16: bool | None,
     dtype: str,
+    reference_model: str | None,
+    accelerate_config: Path | None,
     quiet: bool,
 ) -> None:
     """Train VARIANT (sft, dpo, ipo, simpo, kto) from --model on --data, one checkpoint per beta."""
     require_extra("train", "evalsuite train")  # before any file is read: a core install lacks TRL and torch
+    if accelerate_config is not None:  # the same command, less this option, under accelerate's launcher
+        sys.exit(launch_with_config(accelerate_config, ["train", *_given_arguments(ctx, skip={"accelerate_config"})]))
+    try:
+        _train(variant, model, data, split, betas, grid, out_dir, manifest, quiet, TrainOptions(
+            lr=lr,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            max_length=max_length,
+            lora=lora,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            lora_targets=list(lora_targets) or None,
+            merge=merge,
+            seed=seed,
+            logging_steps=logging_steps,
+            simpo_gamma=simpo_gamma,
+            bf16=bf16,
+            dtype=dtype,
+            reference_model=reference_model,
+        ))
+    except InputError as exc:
+        if hand_over_rank_error(exc):  # a launched rank: the launching evalsuite (or rank 0) says it, once
+            sys.exit(2)
+        raise
+
+
+def _given_arguments(ctx: click.Context, *, skip: set[str]) -> list[str]:
+    """The command line of ``ctx`` as the user gave it (options left at their defaults omitted), less ``skip``."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        value: Any = ctx.params.get(name)
+        if name in skip or ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+            continue
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+            continue
+        assert isinstance(param, click.Option)
+        if param.is_flag:
+            flags = param.opts if value else param.secondary_opts
+            args.extend(flags[:1])
+            continue
+        for item in value if param.multiple else [value]:
+            args.extend([param.opts[0], str(item)])
+    return args
+
+
+def _train(variant: str, model: str, data: str, split: str, betas: tuple[float, ...], grid: bool, out_dir: Path,
+           manifest: Path | None, quiet: bool, options: TrainOptions) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from evalsuite.manifest import TrainingWorld
     from evalsuite.trainers import train
 
-    options = TrainOptions(
-        lr=lr,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        max_length=max_length,
-        lora=lora,
-        lora_r=lora_r,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_targets=list(lora_targets) or None,
-        merge=merge,
-        seed=seed,
-        logging_steps=logging_steps,
-        simpo_gamma=simpo_gamma,
-        bf16=bf16,
-        dtype=dtype,
-    )
     trained = train(
         variant,
         model=model,
@@ -152,6 +207,9 @@ def train_cmd(
         )
     console.print(table)
     for t in trained:
+        world = TrainingWorld.of(t.entry) if t.entry is not None else None
+        if world is not None and world.world_size > 1:
+            console.print(Text(f"{t.name}: {world.describe()}", style="dim"))
         for flag in t.flags:
             console.print(Text.assemble((f"{t.name} ", "bold"), (f"[{flag['code']}] ", "yellow"), flag["message"]))
             console.print(Text(f"    fix: {flag['fix']}", style="dim"))

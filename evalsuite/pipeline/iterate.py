@@ -7,7 +7,9 @@ Round r (1-based) of ``[iterate]``:
    ``<dir>/pairs-r<r>.jsonl``;
 2. **train**: the variant is trained from the round's policy on those pairs (:func:`evalsuite.trainers.train`) and
    registered in the manifest as ``<variant>-r<r>``, so ``evalsuite compare sft dpo-r1 dpo-r2`` works; the reference
-   is the starting model (``reference = "previous"``) or the SFT model (``reference = "sft"``);
+   is the starting model (``reference = "previous"``) or the SFT model (``reference = "sft"``). In this process by
+   default; with a ``launcher`` (``accelerate launch --num_processes 8``) as ``<launcher> -m evalsuite train ...``,
+   a subprocess across the processes the launcher starts;
 3. **compare**: on the evaluation benchmark (never the labeling prompts: checked before round 1), every round so far
    against the SFT baseline (``<dir>/eval/vs-<baseline>/``) and round r against round r-1 (``<dir>/eval/r<r>-vs-r<r-1>/``;
    round 1's "round before" is the baseline itself). The loop stops early when round r is not significantly better
@@ -21,14 +23,18 @@ was in: finished calls are not asked again, a finished round is not trained agai
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.config import Config, IterateOptions, ModelSpec, resolve_models
 from evalsuite.errors import InputError
 from evalsuite.store.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from evalsuite.trainers import TrainOptions
 
 STEPS: tuple[str, ...] = ("label", "train", "compare", "done")
 STATE_FILE = "state.json"
@@ -178,8 +184,10 @@ def _compare(config: Config, base: ModelSpec, cands: Sequence[ModelSpec], out_di
 
 
 def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
-            say: Callable[[str], None] = lambda _: None) -> IterateOutcome:
-    """Run (or resume) ``opts.rounds`` rounds; see the module docstring."""
+            say: Callable[[str], None] = lambda _: None, launcher: Sequence[str] | None = None) -> IterateOutcome:
+    """Run (or resume) ``opts.rounds`` rounds; see the module docstring. ``launcher``: the command (split into
+    words) that each round's training runs under, e.g. ``["accelerate", "launch", "--num_processes", "2"]``;
+    None trains in this process."""
     from evalsuite.bench import load_benchmark
     from evalsuite.pipeline.label import LabelOptions, check_disjoint, label, read_prompts
     from evalsuite.manifest import upsert_entry, utc_now
@@ -243,7 +251,7 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
                 entries = _finished_training(ckpt_root / f"r{r}", state["rounds"][str(r)].get("train_started"))
                 if not entries:
                     save(r, train_started=utc_now())
-                    entries = _train_round(opts, init, sft_path, pairs_path, ckpt_root / f"r{r}")
+                    entries = _train_round(opts, init, sft_path, pairs_path, ckpt_root / f"r{r}", launcher=launcher)
             except InputError as exc:
                 raise _in_step(r, "train", exc) from None
             except Exception as exc:  # a trainer crash: name the round and step; checkpoints so far are kept
@@ -290,18 +298,24 @@ def iterate(config: Config, opts: IterateOptions, *, progress: ProgressFactory,
 def _finished_training(out_dir: Path, started: str | None) -> list[Any]:
     """The round's checkpoint when a training that started at ``started`` finished (its manifest entry is written
     only after the weights are saved, and is newer than the start); else ``[]``."""
-    from evalsuite.manifest import read_manifest, resolve_base, resolve_path
-
     if not started:
         return []
-    manifest = out_dir / "manifest.json"
+    return _resolved_entries(out_dir / "manifest.json", lambda e: e.created >= started)
+
+
+def _resolved_entries(manifest: Path, keep: Callable[[Any], bool]) -> list[Any]:
+    """The entries of ``manifest`` that ``keep`` accepts, with absolute paths."""
+    from evalsuite.manifest import read_manifest, resolve_base, resolve_path
+
     return [replace(e, path=str(resolve_path(manifest, e)), base=None if e.base is None else str(resolve_base(manifest, e)),
                     metrics=None if e.metrics is None else str((manifest.parent / e.metrics).resolve()))
-            for e in read_manifest(manifest) if e.created >= started]
+            for e in read_manifest(manifest) if keep(e)]
 
 
-def _train_round(opts: IterateOptions, init: str, sft_path: str, pairs: Path, out_dir: Path) -> list[Any]:
-    """Train one round into ``out_dir`` (its own manifest there); full weights, so the next round starts from them."""
+def _train_round(opts: IterateOptions, init: str, sft_path: str, pairs: Path, out_dir: Path, *,
+                 launcher: Sequence[str] | None = None) -> list[Any]:
+    """Train one round into ``out_dir`` (its own manifest there); full weights, so the next round starts from them.
+    With a ``launcher``, ``evalsuite train`` runs under it and the round's entry is read back from that manifest."""
     from evalsuite.trainers import TrainOptions, train
 
     options = TrainOptions(
@@ -309,6 +323,8 @@ def _train_round(opts: IterateOptions, init: str, sft_path: str, pairs: Path, ou
         lora=opts.lora, merge=opts.lora, seed=opts.seed,
         reference_model=sft_path if opts.reference == "sft" else None,
     )
+    if launcher:
+        return _launched_round(launcher, opts, options, init, pairs, out_dir)
     trained = train(opts.variant, model=init, data=str(pairs), betas=[opts.beta] if opts.beta else None,
                     options=options, out_dir=out_dir, manifest=out_dir / "manifest.json", progress=False)
     entries = [t.entry for t in trained if t.entry is not None]
@@ -317,4 +333,42 @@ def _train_round(opts: IterateOptions, init: str, sft_path: str, pairs: Path, ou
     return entries
 
 
-__all__ = ["STEPS", "IterateOutcome", "RoundRecord", "Versus", "iterate", "read_state", "round_name", "write_state"]
+def train_command(launcher: Sequence[str], variant: str, beta: float | None, options: TrainOptions, init: str,
+                  pairs: Path, out_dir: Path) -> list[str]:
+    """``<launcher> -m evalsuite train <variant> ...``: the command line of one round's training under ``launcher``
+    (``options``: its :class:`~evalsuite.trainers.TrainOptions`)."""
+    command = [*launcher, "-m", "evalsuite", "train", variant, "--model", init, "--data", str(pairs),
+               "--out", str(out_dir), "--manifest", str(out_dir / "manifest.json"), "--quiet",
+               "--lr", repr(options.lr), "--epochs", repr(options.epochs), "--max-steps", str(options.max_steps),
+               "--batch-size", str(options.batch_size), "--max-length", str(options.max_length),
+               "--seed", str(options.seed), "--lora" if options.lora else "--full"]
+    if options.merge:
+        command.append("--merge")
+    if beta is not None:
+        command += ["--beta", repr(beta)]
+    if options.reference_model:
+        command += ["--reference-model", options.reference_model]
+    return command
+
+
+def _launched_round(launcher: Sequence[str], opts: IterateOptions, options: TrainOptions, init: str, pairs: Path,
+                    out_dir: Path) -> list[Any]:
+    from evalsuite.manifest import checkpoint_name
+    from evalsuite.trainers import get_variant, resolve_betas, run_launched
+
+    beta = resolve_betas(get_variant(opts.variant), [opts.beta] if opts.beta else None)[0]
+    command = train_command(launcher, opts.variant, opts.beta, options, init, pairs, out_dir)
+    # a rank's bad input comes back as its InputError; the ranks' lines go to stderr, beside the round's own
+    status = run_launched(command, stdout_to_stderr=True)
+    if status != 0:
+        raise RuntimeError(f"`{shlex.join(command)}` exited with status {status}")
+    manifest = out_dir / "manifest.json"
+    name = checkpoint_name(opts.variant, beta)
+    entries = _resolved_entries(manifest, lambda e: e.name == name)
+    if not entries:
+        raise InputError(f"the launched training wrote no {name} entry", where=str(manifest))
+    return entries
+
+
+__all__ = ["STEPS", "IterateOutcome", "RoundRecord", "Versus", "iterate", "read_state", "round_name", "train_command",
+           "write_state"]
