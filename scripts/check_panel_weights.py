@@ -3,7 +3,7 @@
 The panel: ``gpt-4`` (the real judgments, ../shared/data), ``gpt-4-noisy`` (the same judgments, each order's verdict
 replaced by a coin flip with probability 0.3: a sound but noisier second opinion), ``first-slot`` (always picks the
 answer shown first: a position-biased judge) and ``coin`` (a coin flip per order: a noisy judge). Prints each
-judge's weight as ``build_panel_results`` computes it (leave-one-out kappa with the rest times position
+judge's weight as ``build_panel_results`` computes it (mean kappa with each other judge times position
 consistency), its own win rate, and the panel's; with ``--human``, GPT-4's verdicts serve as the human labels.
 
     .venv/bin/python scripts/check_panel_weights.py [--data ../shared/data] [--human]

@@ -405,10 +405,10 @@ def panel_section(results: Results) -> Section | None:
          else "–") for n in names] for c in results.comparisons]
     blocks: list[Block] = [
         Table.of(["Judge", "Label", "Weight", "Weight from", "Position consistency", "First-position win share",
-                  "κ with the rest", "Matches", "Errors", "Cost"], members, "llrlrrrrrr"),
+                  "Mean κ with the others", "Matches", "Errors", "Cost"], members, "llrlrrrrrr"),
         Paragraph("Each judge judged every match in both orders; the panel's verdict on a match is the weighted mean "
-                  "of the judges' match scores. Weight from agreement: the judge's Cohen's κ with the rest of the panel "
-                  "(leave-one-out) times its position consistency, normalised, so a judge that reads position or flips "
+                  "of the judges' match scores. Weight from agreement: the mean of the judge's Cohen's κ with each other "
+                  "judge (a κ counts when it clears chance) times its position consistency, normalised, so a judge that reads position or flips "
                   "coins weighs about nothing; human: κ with human labels; fixed: set in the config; consistency: no judge "
                   "agreed with the rest beyond chance, so position consistency alone sets the weights; equal: "
                   "nothing tells the judges apart."),

@@ -3,7 +3,7 @@
 Every member judges every match in both orders; its matches are reconciled on their own (its position consistency
 is its own). The panel's verdict on a match is the weighted mean of the members' match scores
 (``evalsuite.stats.panel_scores``), with weights that mean something (``evalsuite.stats.panel_weights``): by default
-each member's leave-one-out chance-corrected agreement with the rest of the panel times its position consistency, so
+each member's mean chance-corrected agreement (Cohen's kappa) with each other member times its position consistency, so
 a judge that reads position or flips coins weighs about nothing; from agreement with human labels when given; fixed
 when the config sets them. Every figure of the results document (win rate, CIs, Holm, Bradley-Terry, style control)
 is then computed on the panel's verdicts exactly as for one judge, resampling questions, so the members'

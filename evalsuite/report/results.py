@@ -946,8 +946,9 @@ class StyleInfo:
 @dataclass(frozen=True)
 class PanelMember:
     """One judge of a panel (``judges``): its weight in the panel's verdicts and where the weight comes from
-    (``agreement``: leave-one-out agreement with the rest of the panel times its position consistency; ``human``:
-    agreement with human labels; ``fixed``: the config's; ``equal``: the fallback when no weight could be earned),
+    (``agreement``: its mean kappa with each other member times its position consistency; ``human``:
+    agreement with human labels; ``fixed``: the config's; ``consistency``: position consistency alone, when no kappa
+    cleared chance; ``equal``: when nothing tells the members apart),
     its health, its chance-corrected agreement with the rest of the panel, and what it cost."""
 
     name: str
@@ -956,7 +957,7 @@ class PanelMember:
     weight_source: str = "agreement"
     consistency: float | None = None
     first_position_share: float | None = None
-    agreement: float | None = None  # Cohen's kappa with the rest of the panel (leave-one-out consensus)
+    agreement: float | None = None  # the mean of its Cohen's kappas with each other member (with the humans: theirs)
     n_matches: int = 0
     errors: int = 0
     cost_usd: float | None = None

@@ -11,10 +11,11 @@ al. 2024, "Replacing Judges with Juries") votes with equal weight too; both assu
 that answers by position or flips coins then moves the panel as much as a sound one. So by default each judge j
 weighs
 
-    weight_j = max(0, kappa_loo_j) * consistency_j, normalised to sum 1,
+    weight_j = mean over the other judges k of max(0, kappa_jk) * consistency_j, normalised to sum 1,
 
-where ``kappa_loo_j`` is Cohen's kappa between j's labels and the labels of the *other* judges' mean score on the
-items j shares with them (leave-one-out, so a judge never agrees with itself), and ``consistency_j`` is its
+where ``kappa_jk`` is Cohen's kappa between j's and k's labels on the items both scored (never j with itself; each
+other judge on its own rather than their mean, which the bad judges would smear: two sound judges among a slot
+reader and a coin-flipper would not recognise each other in it), and ``consistency_j`` is its
 position consistency (the share of its matches whose two orders agree; None counts as 1). Kappa and not raw
 agreement, because a judge that calls nearly everything a tie agrees often by chance; the consistency factor,
 because a judge that reads only the position turns every match into an inconsistent tie, which the others may well
@@ -141,7 +142,7 @@ class PanelWeight:
 
     ``agreement``: the share of its labels equal to the reference's (the rest of the panel, or the humans);
     ``kappa``: Cohen's kappa with that reference (None: undefined or fewer than 2 items shared); ``consistency``:
-    its position consistency as given; ``source``: ``"agreement"`` (leave-one-out), ``"human"``, ``"fixed"`` or
+    its position consistency as given; ``source``: ``"agreement"`` (mean kappa with each other judge), ``"human"``, ``"fixed"`` or
     ``"consistency"`` (the fallback when every weight came out 0: in proportion to position consistency) or
     ``"equal"`` (when that is 0 too).
     """
@@ -157,17 +158,6 @@ class PanelWeight:
 def _check_score(value: float, where: str) -> None:
     if not (0.0 <= value <= 1.0):  # also rejects NaN
         raise ValueError(f"{where}: a match score must be in [0, 1], got {value!r}")
-
-
-def _rest_mean(scores: Mapping[str, Mapping[Item, float]], judge: str) -> dict[Item, float]:
-    """The other judges' mean score of each item ``judge`` scored, where at least one other judge scored it."""
-    others = [s for name, s in scores.items() if name != judge]
-    out: dict[Item, float] = {}
-    for item in scores[judge]:
-        values = [s[item] for s in others if item in s]
-        if values:
-            out[item] = sum(values) / len(values)
-    return out
 
 
 def panel_weights(
@@ -202,20 +192,28 @@ def panel_weights(
 
     rows: list[tuple[str, float, float | None, float | None, float | None, str]] = []
     for name, own in scores.items():
-        if human is not None:
-            reference = {item: human[item] for item in own if item in human}
-        else:
-            reference = _rest_mean(scores, name)
-        labels = [match_label(own[item]) for item in reference]
-        ref_labels = [match_label(value) for value in reference.values()]
-        kappa = cohen_kappa(labels, ref_labels)
-        agreement = float(np.mean(np.equal(labels, ref_labels))) if labels else None
+        # the references: the humans, else every other judge on its own (a mean of the others would be smeared by
+        # the bad ones: two sound judges among a slot reader and a coin-flipper would not recognise each other)
+        references = ([{item: human[item] for item in own if item in human}] if human is not None else
+                      [{item: theirs[item] for item in own if item in theirs} for other, theirs in scores.items()
+                       if other != name])
+        kappas, counted, agreements = [], [], []
+        for reference in references:
+            labels = [match_label(own[item]) for item in reference]
+            ref_labels = [match_label(value) for value in reference.values()]
+            k = cohen_kappa(labels, ref_labels)
+            if k is None:
+                continue
+            kappas.append(k)
+            agreements.append(float(np.mean(np.equal(labels, ref_labels))))
+            counted.append(k if k > 0 and _chance_z(labels, ref_labels, k) >= significance_z else 0.0)
+        kappa = float(np.mean(kappas)) if kappas else None
+        agreement = float(np.mean(agreements)) if agreements else None
         c = consistency.get(name)
         if name in fixed:
             raw, source = fixed[name], "fixed"
         else:
-            above_chance = kappa is not None and kappa > 0 and _chance_z(labels, ref_labels, kappa) >= significance_z
-            raw = (kappa if above_chance and kappa is not None else 0.0) * (1.0 if c is None else c)
+            raw = (float(np.mean(counted)) if counted else 0.0) * (1.0 if c is None else c)
             source = "human" if human is not None else "agreement"
         rows.append((name, raw, agreement, kappa, c, source))
 
