@@ -278,3 +278,14 @@ def test_one_judge_configs_judge_and_write_as_before(tmp_path: Path, questions: 
                                           "skipped_missing": 0}
     with pytest.raises(InputError, match="no \\[judges.<name>\\] table is defined"):
         load_config(tmp_path / "evalsuite.toml").with_judges(["a"])
+
+
+@pytest.mark.parametrize("command", [["label", "p.jsonl", "--policy", "sft", "--out", "pairs.jsonl"],
+                                     ["iterate"]])
+def test_label_and_iterate_refuse_a_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    questions = write_questions(tmp_path / "q.jsonl", 2)
+    (tmp_path / "p.jsonl").write_text('{"question_id": "p1", "turns": ["Say hi."]}\n', encoding="utf-8")
+    cfg = write_panel_config(tmp_path / "evalsuite.toml", "http://127.0.0.1:9/v1", questions, {"a": {}, "b": {}})
+    code, _, err = cli(monkeypatch, capsys, tmp_path, *command, "--config", str(cfg))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--set 'judging.panel=" in err

@@ -55,6 +55,7 @@ def label_cmd(prompts: str, policy: str, samples: int, out: str, temperature: fl
     from evalsuite.store import RunStore
 
     config = _judging_config(config_path, None, overrides)
+    config.single_judge("label")  # labeling asks one judge: a panel of several is refused before any call
     options = LabelOptions(samples=samples, temperature=temperature, seed=seed, max_tokens=max_tokens, schedule=schedule)
     options.validate()
     questions = read_prompts(prompts)
@@ -108,6 +109,7 @@ def iterate_cmd(rounds: int | None, no_early_stop: bool, config_path: str | None
 
     launch = launcher_words(launcher, accelerate_config)  # checked before anything runs
     config = _judging_config(config_path, None, overrides)
+    config.single_judge("iterate")  # each round labels with one judge
     opts = config.iterate
     if rounds is not None:
         opts = replace(opts, rounds=rounds)
