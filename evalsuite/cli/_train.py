@@ -118,9 +118,10 @@ def train_cmd(
 ) -> None:
     """Train VARIANT (sft, dpo, ipo, simpo, kto) from --model on --data, one checkpoint per beta."""
     require_extra("train", "evalsuite train")  # before any file is read: a core install lacks TRL and torch
-    if accelerate_config is not None:  # the same command, less this option, under accelerate's launcher
-        sys.exit(launch_with_config(accelerate_config, ["train", *_given_arguments(ctx, skip={"accelerate_config"})]))
     try:
+        if accelerate_config is not None:  # the same command, less this option, under accelerate's launcher
+            program = ["train", *_given_arguments(ctx, skip={"accelerate_config"})]
+            sys.exit(launch_with_config(accelerate_config, program))
         _train(variant, model, data, split, betas, grid, out_dir, manifest, quiet, TrainOptions(
             lr=lr,
             epochs=epochs,
