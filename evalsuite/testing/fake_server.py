@@ -238,7 +238,7 @@ class JudgeProfile:
         """A profile from ``"position_bias:3,noise:0.2"`` (any subset of the fields; ``tie_rate:none`` = server's).
 
         >>> JudgeProfile.parse("noise:0.5,tie_rate:0.2")
-        JudgeProfile(position_bias=0.0, noise=0.5, style_share=0.0, tie_rate=0.2)
+        JudgeProfile(position_bias=0.0, noise=0.5, style_share=0.0, tie_rate=0.2, style_logit=0.0)
         """
         numbers: dict[str, float] = {}
         tie_rate: float | None = None
