@@ -156,6 +156,10 @@ class IterateOptions:
     early_stop: bool = key(True, "Stop at the first round that does not significantly beat the one before.")
     dir: str = key("runs/iterate", "State, labeling store, pairs and evaluation runs.")
     checkpoints: str | None = key(None, "Where round checkpoints go. Unset: `<manifest folder>/iterate`.")
+    launcher: str | None = key(None, "Train each round under this launcher, as `<launcher> -m evalsuite train ...` in a "
+                                     "subprocess (e.g. `accelerate launch --num_processes 8`; on CPU `accelerate "
+                                     "launch --multi_gpu --num_processes 2`); `--launcher` overrides it. Unset: train "
+                                     "in iterate's own process.")
 
 
 @dataclass(frozen=True)

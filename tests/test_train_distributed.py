@@ -224,3 +224,18 @@ def test_iterate_trains_its_round_under_a_launcher(tiny: tuple[Path, Path], tmp_
     world = TrainingWorld.of(entry)
     assert world is not None and (world.world_size, world.global_batch, world.distributed_type) == (2, 4, "MULTI_CPU")
     assert entry.extra["round"] == 1 and (resolve_path(manifest, entry) / "config.json").is_file()
+
+
+def test_iterate_reads_its_launcher_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from evalsuite.cli import main
+    from evalsuite.config import load_config
+
+    config = tmp_path / "evalsuite.toml"
+    config.write_text("[iterate]\nlauncher = \"accelerate 'launch\"\n", encoding="utf-8")
+    assert load_config(config).iterate.launcher == "accelerate 'launch"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["iterate", "--config", str(config), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "does not parse" in err

@@ -107,10 +107,12 @@ def iterate_cmd(rounds: int | None, no_early_stop: bool, config_path: str | None
     """
     from evalsuite.pipeline.iterate import iterate
 
-    launch = launcher_words(launcher, accelerate_config)  # checked before anything runs
     config = _judging_config(config_path, None, overrides)
     config.single_judge("iterate")  # each round labels with one judge
     opts = config.iterate
+    # checked before anything runs; the flags win over [iterate] launcher
+    launch = launcher_words(launcher if launcher is not None or accelerate_config is not None else opts.launcher,
+                            accelerate_config)
     if rounds is not None:
         opts = replace(opts, rounds=rounds)
     if no_early_stop:
