@@ -95,6 +95,9 @@ class JudgingOptions:
                      choices=("baseline", "all"))
     panel: tuple[str, ...] = key((), "The `[judges.<name>]` tables that judge, in this order (`--judges` overrides it). "
                                      "Empty: every `[judges.<name>]` table, in file order.")
+    human_labels: str | None = key(None, "A file of human votes on some matches (the shape `calibrate --human` reads): "
+                                         "a judge panel then weighs each member by its agreement with the humans "
+                                         "instead of with the other members.")
     style_reference: str | None = key(None, "An earlier run's `results.json` whose style normalisation style control "
                                             "keeps, so adding a model moves no other model's style-controlled win "
                                             "rate. Unset: this run's battles set it.")

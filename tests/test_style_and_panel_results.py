@@ -13,6 +13,7 @@ from conftest import ROOT, write_questions
 
 from evalsuite import api
 from evalsuite.cli import main
+from evalsuite.errors import InputError
 from evalsuite.report.html import write_viewer
 from evalsuite.report.markdown import render_markdown
 from evalsuite.report.results import Results, StatsOptions, load_results
@@ -174,3 +175,29 @@ def test_alpaca_eval_import_gets_style_control_from_the_outputs(tmp_path: Path) 
     c = results.comparisons[0]
     assert c.style_win_rate is not None and c.style_ci_low is not None and c.style_ci_low < c.style_win_rate
     assert results.style is not None and results.style.n_battles == c.n
+
+
+def test_human_labels_weigh_the_panel_by_agreement_with_the_humans(panel_run: Results, tmp_path: Path) -> None:
+    """Human votes that follow the sound judge's verdicts: with [judging] human_labels (the judgments are stored)
+    the weights come from agreement with the humans, the sound judge taking most of it."""
+    from evalsuite.store import RunStore
+
+    run_dir = Path(panel_run.info.run_dir or "")
+    with RunStore(run_dir) as store:
+        sound = [j for j in store.judgments("sound") if j.model_a == "dpo"]  # one order of each match
+    winner = {"A": "model_a", "B": "model_b", "tie": "tie"}
+    votes = tmp_path / "human.jsonl"
+    votes.write_text("".join(json.dumps({"question_id": j.question_id, "turn": j.turn, "model_a": j.model_a,
+                                         "model_b": j.model_b, "winner": winner[j.verdict], "judge": "human"}) + "\n"
+                             for j in sound if j.verdict in winner), encoding="utf-8")
+    config = run_dir.parent / "c.toml"
+    human_config = tmp_path / "human.toml"
+    human_config.write_text(config.read_text().replace("[judging]\n", f'[judging]\nhuman_labels = "{votes}"\n', 1))
+    results = api.compare("sft", ["dpo"], config=human_config, stats=FAST)
+    judges = {j.name: j for j in results.judges}
+    assert {j.weight_source for j in judges.values()} == {"human"}
+    assert (judges["sound"].weight or 0) > 0.8 and (judges["slot"].weight or 0) < 0.05
+    missing = tmp_path / "none.toml"
+    missing.write_text(config.read_text().replace("[judging]\n", '[judging]\nhuman_labels = "absent.jsonl"\n', 1))
+    with pytest.raises(InputError, match="no such vote file"):
+        api.compare("sft", ["dpo"], config=missing, stats=FAST)

@@ -52,5 +52,6 @@ def _require_one_judge(run_dir: str) -> None:
     with RunStore(run_dir) as store:
         judges = sorted({j.judge for j in store.judgments()})
     require_one_judge("calibrate", judges, where=run_dir,
-                      fix=f"export the run (evalsuite export --run-dir {run_dir} --out OUT) and pass one judge's "
-                          "OUT/model_judgment/<judge>_pair.jsonl with --judge")
+                      fix=f"to weigh the panel by these votes set [judging] human_labels and re-run `evalsuite judge`; "
+                          f"to calibrate one member, export the run (evalsuite export --run-dir {run_dir} --out OUT) "
+                          "and pass its OUT/model_judgment/<judge>_pair.jsonl with --judge")

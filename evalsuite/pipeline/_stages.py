@@ -371,12 +371,39 @@ def compute_results(
 
         members = [PanelJudge(j.name, judge_label(j), tuple(member_matches[j.name]), _judge_usage(store, j).cost_usd,
                               j.extra.get("weight")) for j in panel]
+        human = (None if config.judging.human_labels is None
+                 else human_scores(config.judging.human_labels, baseline.name, cand_names, member_matches))
         return build_panel_results(members, baseline=baseline.name, candidates=cand_names, lengths=lengths,
-                                   options=stats_options, info=info, diversity=diversity, style=style)
+                                   options=stats_options, info=info, diversity=diversity, style=style, human=human)
     return build_results(
         matches, baseline=baseline.name, candidates=cand_names, lengths=lengths, options=stats_options, info=info,
         diversity=diversity, style=style,
     )
+
+
+def human_scores(path: str, baseline: str, candidates: Sequence[str],
+                 member_matches: Mapping[str, Sequence[Match]]) -> dict[tuple[str, int, str, str], float]:
+    """Human votes (``calibrate --human``'s shape) as scores of the run's oriented matches: the mean over a match's
+    votes of 1 (its X picked), 0.5 (a tie) or 0; votes on matches the panel did not judge are left out, and a file
+    that labels none of them is an input error."""
+    from evalsuite.interop.votes import read_votes
+    from evalsuite.pipeline.calibrate import vote_score
+
+    if not Path(path).is_file():
+        raise InputError("no such vote file", where=path, fix="set [judging] human_labels to a JSON/JSONL file of human votes")
+    orient = orient_to(baseline, candidates)
+    judged = {(m.question_id, m.turn, m.model_x, m.model_y) for ms in member_matches.values() for m in ms}
+    sums: dict[tuple[str, int, str, str], list[float]] = {}
+    for v in read_votes(path):
+        x, y = orient(v.model_a, v.model_b)
+        key = (v.question_id, v.turn, x, y)
+        if key in judged:
+            s = vote_score(v, path)
+            sums.setdefault(key, []).append(s if v.model_a == x else 1.0 - s)
+    if not sums:
+        raise InputError("no human vote is on a match this run judged", where=path,
+                         fix="label matches of the run's models and questions (question_id, turn, model_a, model_b)")
+    return {k: sum(x) / len(x) for k, x in sums.items()}
 
 
 def answer_style(answers: Mapping[str, Mapping[str, Answer]], judge: ModelSpec, reference: str | None) -> StyleInput:

@@ -31,7 +31,8 @@ def _rate(w: WinRateInterval) -> CalibratedRate:
     return CalibratedRate(w.win_rate, w.ci_low, w.ci_high, w.n, w.n_questions)
 
 
-def _score(v: Vote, where: str) -> float:
+def vote_score(v: Vote, where: str) -> float:
+    """A vote's score for model_a: 1 picked, 0 the other, 0.5 any "tie..." winner (else a one-line input error)."""
     if v.winner == "model_a":
         return 1.0
     if v.winner == "model_b":
@@ -47,7 +48,7 @@ def item_scores(votes: Sequence[Vote], orientation: Mapping[frozenset[str], Pair
     sums: dict[PairKey, dict[tuple[str, int], list[float]]] = {}
     for v in votes:
         pair = orientation[frozenset((v.model_a, v.model_b))]
-        s = _score(v, where)
+        s = vote_score(v, where)
         if v.model_a != pair[0]:
             s = 1.0 - s
         sums.setdefault(pair, {}).setdefault((v.question_id, v.turn), []).append(s)
