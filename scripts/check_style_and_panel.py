@@ -61,7 +61,7 @@ def style_check(share: float, better: float, tmp: Path) -> Results:
 
 
 def panel_check(judges: dict[str, JudgeProfile], tmp: Path, tag: str) -> Results:
-    with FakeOpenAIServer(strengths={"sft": 0.0, "dpo": 2.0}, judge_profiles=judges) as srv:
+    with FakeOpenAIServer(strengths={"sft": 0.0, "dpo": 1.0}, judge_profiles=judges, answer_spread=3.0) as srv:
         cfg = tmp / f"{tag}.toml"
         cfg.write_text(_config(srv.base_url, tmp / f"{tag}-run", {n: n for n in judges}, ["sft", "dpo"]))
         results = compare("sft", ["dpo"], config=cfg, stats=StatsOptions(n_resamples=2000, bt_rounds=200))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         style_check(args.style_share, args.better, tmp)
-        print("2. panels: sound (reads strength), slot (position bias 4), coin (noise 1); dpo is 2 logits above sft")
+        print("2. panels: sound (reads strength), slot (position bias 4), coin (noise 1); dpo is 1 logit above sft, each answer its own quality (answer_spread 3)")
         faulty = {"slot": JudgeProfile(position_bias=4.0), "coin": JudgeProfile(noise=1.0)}
         panel_check({"sound": JudgeProfile(), **faulty}, tmp, "A")
         panel_check({"sound": JudgeProfile(), "sound-2": JudgeProfile(tie_rate=0.2), **faulty}, tmp, "B")

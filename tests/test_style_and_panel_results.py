@@ -201,3 +201,17 @@ def test_human_labels_weigh_the_panel_by_agreement_with_the_humans(panel_run: Re
     missing.write_text(config.read_text().replace("[judging]\n", '[judging]\nhuman_labels = "absent.jsonl"\n', 1))
     with pytest.raises(InputError, match="no such vote file"):
         api.compare("sft", ["dpo"], config=missing, stats=FAST)
+
+
+def test_panel_weights_come_from_agreement_when_questions_differ(tmp_path: Path) -> None:
+    """Each answer with a quality of its own (answer_spread): the sound judge agrees with what the others see beyond
+    chance and takes most of the weight from agreement; the coin-flipper agrees with nobody and gets none."""
+    questions = write_questions(tmp_path / "q.jsonl", N_Q)
+    profiles = {"sound": JudgeProfile(), "slot": JudgeProfile(position_bias=4.0), "coin": JudgeProfile(noise=1.0)}
+    with FakeOpenAIServer(strengths={"sft": 0.0, "dpo": 1.0}, judge_profiles=profiles, answer_spread=3.0) as srv:
+        cfg = _config(tmp_path / "c.toml", srv.base_url, questions, ["sft", "dpo"], list(profiles), tmp_path / "run")
+        results = api.compare("sft", ["dpo"], config=cfg, stats=FAST)
+    judges = {j.name: j for j in results.judges}
+    assert {j.weight_source for j in judges.values()} == {"agreement"}
+    assert (judges["sound"].weight or 0) > 0.5 and (judges["coin"].weight or 0) < 0.05
+    assert (judges["sound"].agreement or 0) > (judges["coin"].agreement or 0)

@@ -276,6 +276,18 @@ def _markdown_answer(model: str, words: Sequence[str], extra: int) -> str:
     return "\n".join(lines)
 
 
+def _answer_text(text: str, name: str) -> str:
+    """The answers of ``name`` in a judge prompt, each read from its marker on (as :func:`_answer_style` reads them)."""
+    markers = list(_MARKER_RE.finditer(text))
+    parts = []
+    for i, marker in enumerate(markers):
+        if marker.group(1) == name:
+            end = markers[i + 1].start() if i + 1 < len(markers) else len(text)
+            template_line = _TEMPLATE_LINE_RE.search(text, marker.end(), end)
+            parts.append(text[marker.end(): template_line.start() if template_line else end])
+    return "\x00".join(parts)
+
+
 def _answer_style(text: str, name: str) -> tuple[int, int]:
     """(markdown elements, words) of the answers of ``name`` in a judge prompt, each read from its marker on."""
     markdown = words = 0
@@ -298,7 +310,9 @@ class FakeOpenAIServer:
     strength 0. Names in ``judges`` and in ``judge_profiles`` are always accepted and act as judges. Unknown names get
     a 404 ``model_not_found``. If ``api_key`` is set, requests without ``Authorization: Bearer <api_key>`` get a 401.
     ``styles`` maps answer models to ``"plain"`` (default) or ``"markdown"``; ``judge_profiles`` maps judge models to
-    their :class:`JudgeProfile` (module docstring).
+    their :class:`JudgeProfile` (module docstring). ``answer_spread`` gives each answer a quality of its own for the
+    judges with a profile (a logit uniform in +-spread, drawn from the answer's text): questions then differ, so two
+    sound judges agree beyond chance.
     """
 
     def __init__(
@@ -309,6 +323,7 @@ class FakeOpenAIServer:
         lengths: dict[str, int] | None = None,
         styles: dict[str, str] | None = None,
         judge_profiles: dict[str, JudgeProfile] | None = None,
+        answer_spread: float = 0.0,
         latency: float = 0.0,
         tie_rate: float = 0.1,
         position_bias: float = 0.0,
@@ -327,6 +342,9 @@ class FakeOpenAIServer:
             raise ValueError(f"styles must be one of {ANSWER_STYLES}, got {bad_styles}")
         self.strengths = None if strengths is None else dict(strengths)
         self.judge_profiles = dict(judge_profiles or {})
+        # each answer's own quality for judges with a profile: a logit uniform in +-answer_spread drawn from the
+        # answer's text, so every such judge (and both orders) sees the same per-question differences
+        self.answer_spread = float(answer_spread)
         self.judges = frozenset(judges) | frozenset(self.judge_profiles)
         self.lengths = dict(lengths or {})
         self.styles = dict(styles or {})
@@ -534,6 +552,8 @@ class FakeOpenAIServer:
                         diff: float) -> tuple[float, float, float]:
         """(P(A), P(tie), P(B)) of a judge with a profile: the mixture of strength, coin flip and style."""
         tie = self.tie_rate if profile.tie_rate is None else profile.tie_rate
+        if self.answer_spread:
+            diff += self.answer_spread * (2.0 * (_uniform(_answer_text(user_text, a)) - _uniform(_answer_text(user_text, b))))
         if profile.style_logit:
             (m_a, w_a), (m_b, w_b) = _answer_style(user_text, a), _answer_style(user_text, b)
             gap = (w_a - w_b) / max(1, w_a + w_b) + (m_a - m_b) / (m_a + m_b + 1)
