@@ -1,29 +1,35 @@
-"""Batch files: a stage's pending model calls sent as one OpenAI Batch input file instead of one request each.
+"""Batch files: a stage's pending model calls sent as OpenAI Batch input files instead of one request each.
 
 This module owns the batch path of every stage that asks a model (``judge``, ``compare``, ``generate``, ``label``).
 The stage plans its requests exactly as for live calls (each keyed by its cache key); :func:`run_batched` then
 
-1. writes the calls not yet answered as an OpenAI Batch input file in the run directory
+1. writes the calls not yet answered as OpenAI Batch input files in the run directory
    (``batches/*.jsonl``: one line per call, ``custom_id`` = the call's cache key, ``method: POST``,
-   ``url: /v1/chat/completions``, ``body`` = the body the live path would send, :func:`evalsuite.backends.openai.chat_body`);
-2. has a provider answer it, chosen by the model entry's backend (:data:`PROVIDERS`):
-   ``openai`` uploads it with the ``openai`` SDK (``files.create(purpose="batch")``, ``batches.create``, polling
-   ``batches.retrieve``, then ``files.content`` of the output and error files); ``vllm`` runs
-   ``python -m vllm.entrypoints.openai.run_batch`` under the model entry's interpreter (``python = ...``);
-3. hands each answer to the stage's ``on_done`` as a ``ChatResult`` (the same callback the live backends call), so
-   results land in the run store keyed by cache key exactly like live ones, and a later live run makes 0 calls.
-   Follow-ups ``on_done`` returns (a generation's turn 2) go into the next batch.
+   ``url: /v1/chat/completions``, ``body`` = the body the live path would send, :func:`evalsuite.backends.openai.chat_body`),
+   as many files as the provider's :class:`FileLimits` need (OpenAI: 50,000 lines and 200 MB per file,
+   :func:`plan_batch_files`);
+2. has a provider answer them, chosen by the model entry's backend (:data:`PROVIDERS`):
+   ``openai`` uploads each with the ``openai`` SDK (``files.create(purpose="batch")``, ``batches.create``, polling
+   ``batches.retrieve``, then ``files.content`` of the output and error files), up to ``in_flight`` batches at once,
+   all polled in one loop; ``vllm`` runs ``python -m vllm.entrypoints.openai.run_batch`` under the model entry's
+   interpreter (``python = ...``), one file at a time (each runner loads the engine);
+3. hands each answer to the stage's ``on_done`` as a ``ChatResult`` (the same callback the live backends call) as soon
+   as its batch ends, so results land in the run store keyed by cache key exactly like live ones, and a later live run
+   makes 0 calls. Follow-ups ``on_done`` returns (a generation's turn 2) go into the next batch.
 
-The batch id and its calls are recorded in the run store (``batches``, ``batch_calls``) *before* the runner waits
-for it, so a killed run re-attaches to the same batch instead of paying twice: a re-run plans the same pending calls,
-finds an open batch holding them, and waits for that one. (OpenAI batches also carry the input file's sha256 in their
-metadata, so a run killed between ``batches.create`` and the store write still finds its batch.)
+Every batch id and its calls are recorded in the run store (``batches``, ``batch_calls``) *before* the runner waits
+for it, so a killed run re-attaches to all of its open batches instead of paying twice: a re-run plans the same
+pending calls, finds the open batches holding them, waits for those, and writes files only for the calls no batch
+holds. (OpenAI batches also carry the input file's sha256 in their metadata, so a run killed between
+``batches.create`` and the store write still finds its batch.)
 
 Lines a batch answers with an error (the error file, a non-200 status in the output) are asked again live
 (``retry="live"``, the default) or in a follow-up batch (``retry="batch"``); a call that fails every follow-up batch
 is stored as an ``api`` error like a live call that outlasted its retries. A batch that ends ``expired``, ``failed``
-or ``cancelled`` keeps what it answered and stops the run with one ``InputError`` naming the batch id and the fix
-(exit 2); a re-run submits only the calls still missing.
+or ``cancelled`` keeps what it answered; when another batch of the same round completed, its unanswered calls follow
+the same retry policy and the other batches are not disturbed. When every batch of a round ends that way (the
+endpoint, not one batch, is the problem), the run stops with one ``InputError`` naming the batch ids and the fix
+(exit 2) once all of them stopped; a re-run submits only the calls still missing.
 
 Cost: calls a batch answered are billed at the batch price (:func:`token_cost`; ``price_batch_input`` /
 ``price_batch_output`` on the model or judge entry, default half the live price, as OpenAI bills batches).
@@ -60,6 +66,7 @@ COMPLETION_WINDOW: Final = "24h"
 # yet read, running) is open and may be re-attached to.
 CLOSED_STATUSES = ("ingested", "failed", "expired", "cancelled")
 BAD_STATUSES = ("failed", "expired", "cancelled")
+STOPPED_STATUSES = ("completed", *BAD_STATUSES)  # the provider will not change the batch any more
 # Default for the batch price: OpenAI bills batch calls at half the live price.
 BATCH_PRICE_SHARE = 0.5
 SHA_METADATA_KEY = "evalsuite_input_sha256"
@@ -75,8 +82,39 @@ class BatchOptions:
     retry: RetryMode = "live"  # failed lines: asked again live, or in a follow-up batch
     poll_interval: float = 10.0  # seconds between status checks of a submitted batch
     max_rounds: int = 3  # batches per call with retry="batch" before it is stored as an api error
-    max_lines: int = 50_000  # lines per batch file (the OpenAI Batch API's limit); more calls go into several batches
+    # None: the provider's own limits (FileLimits); more calls than one file holds go into several batches
+    max_lines: int | None = None  # lines per batch input file
+    max_bytes: int | None = None  # bytes per batch input file
+    max_in_flight: int | None = None  # batches submitted and not yet ended at once
     notify: Notify | None = None  # one-line status messages (submitted, re-attached, retried); None: silent
+
+    def __post_init__(self) -> None:
+        for name in ("max_lines", "max_bytes", "max_in_flight"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"batch option {name} is {value}, but must be at least 1",
+                                 fix=f"set {name} to a positive number, or leave it unset for the provider's limit")
+
+    def limits(self, provider: "FileLimits") -> "FileLimits":
+        """The provider's limits with this run's overrides."""
+        return FileLimits(lines=self.max_lines or provider.lines, bytes=self.max_bytes or provider.bytes,
+                          in_flight=self.max_in_flight or provider.in_flight)
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What one batch input file may hold (lines, bytes) and how many batches may be in flight at once."""
+
+    lines: int
+    bytes: int
+    in_flight: int
+
+
+# The OpenAI Batch API's per-file limits (50,000 requests, 200 MB). It sets no count of batches at once, only a
+# per-model limit on enqueued tokens; 8 keeps a large run moving without queueing the whole run at once.
+OPENAI_LIMITS: Final = FileLimits(lines=50_000, bytes=200_000_000, in_flight=8)
+# vLLM's run_batch has no file limit, but each runner loads the engine: one at a time on one machine.
+VLLM_LIMITS: Final = FileLimits(lines=50_000, bytes=2**62, in_flight=1)
 
 
 @dataclass
@@ -121,6 +159,30 @@ def batch_line(key: str, body: Mapping[str, Any]) -> str:
     '{"custom_id": "k1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": "judge", "messages": []}}'
     """
     return json.dumps({"custom_id": key, "method": "POST", "url": BATCH_URL, "body": dict(body)}, ensure_ascii=False)
+
+
+def plan_batch_files(sizes: Sequence[int], max_lines: int, max_bytes: int) -> list[range]:
+    """Consecutive lines grouped into batch files: each file holds at most ``max_lines`` lines and ``max_bytes`` bytes
+    (``sizes``: each line's bytes, newline included). A single line over ``max_bytes`` gets a file of its own (the
+    caller refuses it before it is sent).
+
+    >>> plan_batch_files([5, 5, 5, 5, 5], max_lines=2, max_bytes=100)
+    [range(0, 2), range(2, 4), range(4, 5)]
+    >>> plan_batch_files([60, 30, 30, 50], max_lines=10, max_bytes=100)
+    [range(0, 2), range(2, 4)]
+    >>> plan_batch_files([], max_lines=10, max_bytes=100)
+    []
+    """
+    files: list[range] = []
+    start, lines, size = 0, 0, 0
+    for i, n in enumerate(sizes):
+        if lines and (lines + 1 > max_lines or size + n > max_bytes):
+            files.append(range(start, i))
+            start, lines, size = i, 0, 0
+        lines, size = lines + 1, size + n
+    if lines:
+        files.append(range(start, len(sizes)))
+    return files
 
 
 def parse_batch_output(text: str) -> dict[str, LineOutcome]:
@@ -195,16 +257,24 @@ def token_cost(spec: "ModelSpec", tokens: tuple[int, int], batch_tokens: tuple[i
 
 @dataclass(frozen=True)
 class BatchState:
-    """A batch that stopped running: its final status, the answered and failed lines, and a one-line reason."""
+    """What one status check of a batch found: its status and lines answered so far; once it stopped (``stopped``),
+    also the answered and failed lines and a one-line reason."""
 
     status: str
-    outcomes: dict[str, LineOutcome]
+    outcomes: dict[str, LineOutcome] = field(default_factory=dict)
     message: str = ""
+    done: int = 0  # lines answered so far, as the provider counts them
+
+    @property
+    def stopped(self) -> bool:
+        return self.status in STOPPED_STATUSES
 
 
 class BatchProvider(Protocol):
     name: str
     endpoint: str  # where this provider's batches go; an open batch is re-attached only at the same endpoint
+    limits: FileLimits  # what one input file may hold, and batches at once
+    poll_cap: float  # the longest wait between two checks (a local runner is cheap to check)
 
     def body(self, req: ChatRequest) -> dict[str, Any]:
         """The request body of ``req`` in the batch file (what the live path would send)."""
@@ -222,8 +292,8 @@ class BatchProvider(Protocol):
         """Start the batch; returns its record (status as submitted)."""
         ...
 
-    def wait(self, record: BatchRecord, on_status: Callable[[str, int], None], poll_interval: float) -> BatchState:
-        """Until the batch stops; ``on_status(status, lines done)`` after each check."""
+    def poll(self, record: BatchRecord) -> BatchState:
+        """One status check (no waiting): the status and lines done, with the outcomes once the batch stopped."""
         ...
 
 
@@ -237,6 +307,8 @@ class OpenAIBatchProvider:
     """The OpenAI Batch API (or any server that speaks it) through the ``openai`` SDK."""
 
     name = "openai"
+    limits = OPENAI_LIMITS
+    poll_cap = float("inf")  # --batch-poll as given: each check is an API request
 
     def __init__(self, spec: "ModelSpec", run_dir: Path) -> None:
         import openai
@@ -334,19 +406,17 @@ class OpenAIBatchProvider:
             return ""
         return self.client.files.content(file_id).text
 
-    def wait(self, record: BatchRecord, on_status: Callable[[str, int], None], poll_interval: float) -> BatchState:
-        while True:
-            try:
-                batch = self.client.batches.retrieve(record.batch_id)
-            except self._openai.NotFoundError:
-                return BatchState("failed", {}, "the server does not know this batch any more")
-            except self._openai.APIError as exc:
-                raise self._fail(exc, f"checking batch {record.batch_id}") from None
-            counts = batch.request_counts
-            on_status(str(batch.status), (counts.completed if counts else 0))
-            if batch.status in ("completed", *BAD_STATUSES):
-                break
-            time.sleep(poll_interval)
+    def poll(self, record: BatchRecord) -> BatchState:
+        try:
+            batch = self.client.batches.retrieve(record.batch_id)
+        except self._openai.NotFoundError:
+            return BatchState("failed", {}, "the server does not know this batch any more")
+        except self._openai.APIError as exc:
+            raise self._fail(exc, f"checking batch {record.batch_id}") from None
+        counts = batch.request_counts
+        done = counts.completed if counts else 0
+        if batch.status not in STOPPED_STATUSES:
+            return BatchState(str(batch.status), done=done)
         try:
             outcomes = parse_batch_output(self._content(batch.error_file_id))
             outcomes.update(parse_batch_output(self._content(batch.output_file_id)))
@@ -354,7 +424,7 @@ class OpenAIBatchProvider:
             raise self._fail(exc, f"reading the results of batch {record.batch_id}") from None
         errors = getattr(batch, "errors", None)
         reasons = [str(getattr(e, "message", "") or "") for e in (getattr(errors, "data", None) or [])]
-        return BatchState(str(batch.status), outcomes, "; ".join(r for r in reasons if r)[:200])
+        return BatchState(str(batch.status), outcomes, "; ".join(r for r in reasons if r)[:200], done)
 
 
 class VLLMBatchProvider:
@@ -362,6 +432,8 @@ class VLLMBatchProvider:
     group of its own (a killed run leaves it running; the re-run waits for it by pid and reads its output file)."""
 
     name = "vllm"
+    limits = VLLM_LIMITS
+    poll_cap = 1.0
     _PROGRESS = re.compile(r"(\d+)/(\d+) \[")
 
     def __init__(self, spec: "ModelSpec", run_dir: Path) -> None:
@@ -375,6 +447,7 @@ class VLLMBatchProvider:
         self.python = worker_python(spec)
         self.model = model_source(spec.model)
         self.endpoint = f"vllm:{self.python}:{self.model}"
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}  # runners this process started, by pid
 
     def _adapter_of(self, req: ChatRequest) -> str | None:
         # a generation request names its adapter (None: the base), as on a shared engine; a judge call does not
@@ -430,15 +503,15 @@ class VLLMBatchProvider:
         with log_path.open("wb") as log:
             proc = subprocess.Popen(self.command(input_path, output_path, adapters), stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._proc = proc
+        self._procs[proc.pid] = proc
         batch_id = f"vllm-run-batch-{sha256[:12]}-{proc.pid}"
         details = {"pid": proc.pid, "output": str(output_path), "log": str(log_path)}
         return BatchRecord(batch_id, self.name, target, self.endpoint, str(input_path), "running", len(requests), details)
 
     def _alive(self, record: BatchRecord) -> bool:
-        proc = getattr(self, "_proc", None)
         pid = int(record.details.get("pid") or 0)
-        if proc is not None and proc.pid == pid:
+        proc = self._procs.get(pid)
+        if proc is not None:
             return proc.poll() is None
         try:  # a runner an earlier, killed evalsuite started: alive while its pid still runs run_batch on our file
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -456,18 +529,16 @@ class VLLMBatchProvider:
         found = self._PROGRESS.findall(tail)
         return int(found[-1][0]) if found else 0
 
-    def wait(self, record: BatchRecord, on_status: Callable[[str, int], None], poll_interval: float) -> BatchState:
+    def poll(self, record: BatchRecord) -> BatchState:
         output, log = Path(record.details["output"]), Path(record.details["log"])
-        while self._alive(record):
-            on_status("running", self._done_lines(log))
-            time.sleep(min(poll_interval, 1.0))
+        if self._alive(record):
+            return BatchState("running", done=self._done_lines(log))
         if not output.is_file():
             tail = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
             last = next((line.strip() for line in reversed(tail) if line.strip()), "no log")
             return BatchState("failed", {}, f"run_batch exited without an output file: {last[:200]} (log {log})")
         outcomes = parse_batch_output(output.read_text(encoding="utf-8"))
-        on_status("completed", sum(o.error is None for o in outcomes.values()))
-        return BatchState("completed", outcomes)
+        return BatchState("completed", outcomes, done=sum(o.error is None for o in outcomes.values()))
 
     def stop(self, record: BatchRecord) -> None:
         """End a runner (tests; a user cancels with kill)."""
@@ -513,14 +584,38 @@ def _write_input(run_dir: Path, target: str, lines: Sequence[str]) -> tuple[Path
     return path, sha
 
 
+@dataclass
+class _Flight:
+    """A batch this round waits for: its record, the calls it holds, its last status and the lines shown as done."""
+
+    record: BatchRecord
+    keys: list[str]
+    status: str
+    requests: int  # stage requests its lines serve (one line serves every request with its cache key)
+    shown: int = 0
+
+
+@dataclass
+class _Ended:
+    """A batch of this round that ended badly (expired, failed, cancelled): what it answered and what it did not."""
+
+    flight: _Flight
+    state: BatchState
+    answered: int
+    unanswered: list[ChatRequest]
+
+
 class _Round:
-    """One round of the batch path: every pending call answered by open batches or a new one."""
+    """One round of the batch path: every pending call answered by open batches or new ones, several in flight."""
 
     def __init__(self, spec: "ModelSpec", provider: BatchProvider, store: RunStore, on_done: OnDone,
                  progress: Progress, options: BatchOptions, report: BatchReport) -> None:
         self.spec, self.provider, self.store = spec, provider, store
         self.on_done, self.progress, self.options, self.report = on_done, progress, options, report
+        self.limits = options.limits(provider.limits)
         self.follow_ups: list[ChatRequest] = []
+        self.lines_done = 0  # across this round's batches, for the status lines
+        self.lines_total = 0
 
     def deliver(self, requests: Sequence[ChatRequest], result: ChatResult) -> None:
         for req in requests:
@@ -534,29 +629,74 @@ class _Round:
         by_key: dict[str, list[ChatRequest]] = {}
         for req in pending:
             by_key.setdefault(req.key, []).append(req)  # same key, same answer: one line serves them all
-        plan: list[tuple[BatchRecord, list[str]]] = []
+        active: list[_Flight] = []
         left = dict.fromkeys(by_key)
         for record in self.store.batches(endpoint=self.provider.endpoint):
             if record.status in CLOSED_STATUSES:
                 continue
             mine = [k for k, state in self.store.batch_calls(record.batch_id).items() if state == "pending" and k in left]
             if mine:
-                plan.append((record, mine))
+                active.append(self._flight(record, mine, by_key))
                 self.report.reattached.append(record.batch_id)
                 for k in mine:
                     left.pop(k)
                 _note(self.options, f"re-attached to batch {record.batch_id} ({len(mine)} calls, status {record.status})")
-        keys = list(left)
-        for start in range(0, len(keys), max(1, self.options.max_lines)):
-            plan.append(self._submit(keys[start:start + max(1, self.options.max_lines)], by_key))
+        queue = self._plan_files(list(left), by_key)
+        self.lines_total = len(by_key)
         failed: list[ChatRequest] = []
-        for record, keys in plan:
-            failed += self._collect(record, keys, by_key)
+        ended: list[_Ended] = []
+        completed = 0
+        while queue or active:
+            while queue and len(active) < self.limits.in_flight:
+                keys, lines = queue.pop(0)
+                active.append(self._submit(keys, lines, by_key))
+            still: list[_Flight] = []
+            for i, flight in enumerate(active):
+                state = self.provider.poll(flight.record)
+                self._show(flight, state)
+                if not state.stopped:
+                    still.append(flight)
+                    continue
+                # stored as soon as it ends: a kill later loses nothing this batch answered
+                failed_here, bad = self._ingest(flight, state, by_key)
+                failed += failed_here
+                if bad is None:
+                    completed += 1
+                else:
+                    ended.append(bad)
+                self._note_ended(flight, state, len(still) + len(active) - i - 1 + len(queue))
+            ended_now = len(still) < len(active)
+            active = still
+            if active and not (ended_now and queue):
+                time.sleep(min(self.options.poll_interval, self.provider.poll_cap))
+        if ended and not completed:
+            raise self._all_ended(ended)
+        for bad in ended:
+            _note(self.options, f"batch {bad.flight.record.batch_id} {bad.state.status}: its {len(bad.unanswered)} "
+                                f"unanswered calls are retried like failed lines ({self.options.retry}); the other "
+                                "batches are kept")
+            failed += bad.unanswered
         return failed
 
-    def _submit(self, keys: list[str], by_key: Mapping[str, list[ChatRequest]]) -> tuple[BatchRecord, list[str]]:
+    def _flight(self, record: BatchRecord, keys: list[str], by_key: Mapping[str, list[ChatRequest]]) -> _Flight:
+        return _Flight(record, keys, record.status, sum(len(by_key[k]) for k in keys))
+
+    def _plan_files(self, keys: list[str], by_key: Mapping[str, list[ChatRequest]]) -> list[tuple[list[str], list[str]]]:
+        """The input files (keys, lines) for calls no open batch holds, in the order the calls were planned (the same
+        pending calls make the same files, so a batch created but never recorded is found by its sha256)."""
+        lines = [batch_line(k, self.provider.body(by_key[k][0])) for k in keys]
+        sizes = [len(line.encode("utf-8")) + 1 for line in lines]
+        for key, size in zip(keys, sizes):
+            if size > self.limits.bytes:
+                raise InputError(
+                    f"call {key} of {self.spec.name!r} is a batch line of {size:,} bytes, more than one batch file "
+                    f"holds ({self.limits.bytes:,} bytes)", where=str(self.store.path),
+                    fix="drop --batch for this stage (the call is asked live), or shorten its prompt")
+        return [([keys[i] for i in part], [lines[i] for i in part])
+                for part in plan_batch_files(sizes, self.limits.lines, self.limits.bytes)]
+
+    def _submit(self, keys: list[str], lines: list[str], by_key: Mapping[str, list[ChatRequest]]) -> _Flight:
         first = [by_key[k][0] for k in keys]
-        lines = [batch_line(r.key, self.provider.body(r)) for r in first]
         target = self.spec.name
         path, sha = _write_input(self.store.run_dir, target, lines)
         found = self.provider.find(sha)
@@ -566,27 +706,36 @@ class _Round:
             self.store.put_batch(record, keys)
             self.report.reattached.append(record.batch_id)
             _note(self.options, f"re-attached to batch {record.batch_id} ({len(keys)} calls, found by its input file)")
-            return record, keys
+            return self._flight(record, keys, by_key)
         record = self.provider.submit(path, sha, first, target)
         self.store.put_batch(record, keys)  # before any wait: a killed run re-attaches instead of paying twice
         self.report.created.append(record.batch_id)
         _note(self.options, f"submitted batch {record.batch_id} ({len(keys)} calls, input {path}); an interrupted "
                             "run re-attaches to it when re-run")
-        return record, keys
+        return self._flight(record, keys, by_key)
 
-    def _collect(self, record: BatchRecord, keys: list[str], by_key: Mapping[str, list[ChatRequest]]) -> list[ChatRequest]:
-        shown = [0]
-        cap = sum(len(by_key[k]) for k in keys)
+    def _show(self, flight: _Flight, state: BatchState) -> None:
+        """Progress over all batches: each batch advances the bar by the lines it answered since its last check."""
+        done = min(state.done, flight.requests)
+        if done > flight.shown:
+            self.progress.advance(done - flight.shown)
+            flight.shown = done
+        if state.status != flight.status:
+            self.store.set_batch_status(flight.record.batch_id, state.status)
+            flight.status = state.status
 
-        def on_status(status: str, done: int) -> None:
-            done = min(done, cap)
-            if done > shown[0]:
-                self.progress.advance(done - shown[0])
-                shown[0] = done
-            if status != record.status:
-                self.store.set_batch_status(record.batch_id, status)
+    def _note_ended(self, flight: _Flight, state: BatchState, still_open: int) -> None:
+        answered = sum(o.body is not None for k in flight.keys if (o := state.outcomes.get(k)) is not None)
+        self.lines_done += answered
+        _note(self.options, f"batch {flight.record.batch_id} {state.status}: {answered} of {len(flight.keys)} lines "
+                            f"answered; {self.lines_done}/{self.lines_total} lines done across this round's batches, "
+                            f"{still_open} still to end")
 
-        state = self.provider.wait(record, on_status, self.options.poll_interval)
+    def _ingest(self, flight: _Flight, state: BatchState,
+                by_key: Mapping[str, list[ChatRequest]]) -> tuple[list[ChatRequest], _Ended | None]:
+        """Store what a stopped batch answered; returns its failed lines' calls (to retry), and for a batch that ended
+        badly, what it left unanswered."""
+        record, keys = flight.record, flight.keys
         ok: list[str] = []
         bad: list[str] = []
         failed: list[ChatRequest] = []
@@ -601,29 +750,38 @@ class _Round:
             elif outcome is not None:
                 bad.append(key)
                 failed += [replace_meta(r, batch_error=outcome.error) for r in by_key[key]]
-        if delivered > shown[0]:
-            self.progress.advance(delivered - shown[0])
-        self.store.set_batch_call_state(record.batch_id, ok, "done")
-        self.store.set_batch_call_state(record.batch_id, bad, "failed")
-        self.report.answered += len(ok)
-        self.report.failed += len(bad)
+        if delivered > flight.shown:
+            self.progress.advance(delivered - flight.shown)
+            flight.shown = delivered
         missing = [k for k in keys if k not in state.outcomes]
+        self.store.set_batch_call_state(record.batch_id, ok, "done")
+        self.store.set_batch_call_state(record.batch_id, bad + missing, "failed")
+        self.report.answered += len(ok)
         if state.status in BAD_STATUSES:
             self.store.set_batch_status(record.batch_id, state.status)
-            reason = f": {state.message}" if state.message else ""
-            raise InputError(
-                f"batch {record.batch_id} {state.status}{reason}; {len(ok)} of {len(keys)} calls answered and stored, "
-                f"{len(missing) + len(bad)} not",
-                where=str(self.store.path),
-                fix="re-run the same command to submit the unanswered calls in a new batch, or drop --batch to ask "
-                    "them live",
-            )
+            why = f"batch {record.batch_id} {state.status}"
+            unanswered = failed + [replace_meta(r, batch_error=why) for k in missing for r in by_key[k]]
+            self.report.failed += len(bad) + len(missing)
+            return [], _Ended(flight, state, len(ok), unanswered)
         if missing:  # a completed batch that left lines out: ask them again like failed lines
-            self.store.set_batch_call_state(record.batch_id, missing, "failed")
-            self.report.failed += len(missing)
             failed += [replace_meta(r, batch_error="no line in the batch output") for k in missing for r in by_key[k]]
+        self.report.failed += len(bad) + len(missing)
         self.store.set_batch_status(record.batch_id, "ingested")
-        return failed
+        return failed, None
+
+    def _all_ended(self, ended: Sequence[_Ended]) -> InputError:
+        """Every batch of the round expired, failed or was cancelled: one line naming them, after all of them stopped."""
+        names = ", ".join(f"{e.flight.record.batch_id} {e.state.status}" + (f": {e.state.message}" if e.state.message
+                                                                              else "") for e in ended)
+        answered = sum(e.answered for e in ended)
+        total = sum(len(e.flight.keys) for e in ended)
+        return InputError(
+            f"batch{'es' if len(ended) > 1 else ''} {names}; {answered} of {total} calls answered and stored, "
+            f"{total - answered} not",
+            where=str(self.store.path),
+            fix="re-run the same command to submit the unanswered calls in a new batch, or drop --batch to ask "
+                "them live",
+        )
 
 
 def replace_meta(req: ChatRequest, **meta: Any) -> ChatRequest:
@@ -740,7 +898,7 @@ def batch_backends(judge: "ModelSpec | None", models: Sequence["ModelSpec"], run
 
 
 __all__ = [
-    "BatchBackend", "BatchOptions", "BatchReport", "BatchState", "LineOutcome", "OpenAIBatchProvider", "PROVIDERS",
-    "VLLMBatchProvider", "batch_backends", "batch_line", "batch_prices", "make_provider", "parse_batch_output",
-    "run_batched", "token_cost",
+    "BatchBackend", "BatchOptions", "BatchReport", "BatchState", "FileLimits", "LineOutcome", "OPENAI_LIMITS",
+    "OpenAIBatchProvider", "PROVIDERS", "VLLMBatchProvider", "VLLM_LIMITS", "batch_backends", "batch_line",
+    "batch_prices", "make_provider", "parse_batch_output", "plan_batch_files", "run_batched", "token_cost",
 ]
