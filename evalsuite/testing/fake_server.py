@@ -43,9 +43,12 @@ model. Everything it says is a pure function of the request, so a test can predi
   A batch is processed in the background with the same models as live calls (each line's body gets exactly the
   completion ``POST /v1/chat/completions`` would give it); :class:`BatchPlan` makes lines fail (500 lines in the error
   file, chosen by custom_id hash, for their first ``faulty_attempts`` batches), batches take a while
-  (``line_seconds``) or expire after ``expire_after`` lines. ``stats()`` counts ``batches_created``,
-  ``files_created``, ``batch_lines`` (lines answered, failed ones included) and ``batch_api_requests`` (HTTP requests
-  to /v1/files and /v1/batches) apart from chat requests.
+  (``line_seconds``) or expire after ``expire_after`` lines (every batch, or only those ``expiring`` names). A batch
+  whose input file holds more than ``max_lines`` requests or ``max_bytes`` bytes (OpenAI's limits, 50,000 and 200 MB,
+  by default) fails validation with one error naming the limit and answers nothing (the error codes are this
+  server's own). ``stats()`` counts ``batches_created``, ``files_created``, ``batch_lines`` (lines answered, failed
+  ones included), ``batch_api_requests`` (HTTP requests to /v1/files and /v1/batches) apart from chat requests, and
+  ``batches_running_max`` (the most batches in progress at once).
 
 Run it in-process (``with FakeOpenAIServer(...) as srv: srv.base_url``; it lives on its own event loop in a daemon
 thread) or as a process: ``python -m evalsuite.testing.fake_server --port 0 --strength sft=0 --strength dpo=0.5``
@@ -196,12 +199,17 @@ class BatchPlan:
     fail_rate: float = 0.0  # share of lines answered with a 500 (error file) ...
     faulty_attempts: int = 1  # ... in the first this-many batches that hold them; later batches answer them
     line_seconds: float = 0.0  # processing time per line: a batch that takes a while
-    expire_after: int | None = None  # a batch expires after answering this many lines (its output keeps them)
+    expire_after: int | None = None  # a batch expires after answering this many lines (its output keeps them) ...
+    expiring: tuple[int, ...] | None = None  # ... only the batches created n-th (1 = the server's first); None: all
     seed: int = 0
+    max_lines: int = 50_000  # requests one input file may hold (the OpenAI Batch API's limit) ...
+    max_bytes: int = 200_000_000  # ... and its size; a batch over either fails validation
 
     def __post_init__(self) -> None:
         if not 0 <= self.fail_rate <= 1:
             raise ValueError(f"fail_rate must be in [0, 1], got {self.fail_rate}")
+        if self.max_lines < 1 or self.max_bytes < 1:
+            raise ValueError(f"max_lines and max_bytes must be positive, got {self.max_lines} and {self.max_bytes}")
 
 
 @dataclass(frozen=True)
@@ -357,6 +365,7 @@ class FakeOpenAIServer:
         self._batches: dict[str, dict[str, Any]] = {}  # batch id -> batch object
         self._batch_tasks: set[asyncio.Task[None]] = set()
         self._batch_attempts: Counter[str] = Counter()  # custom_id -> batches that held it (fault state)
+        self._batches_running = 0  # batches in progress now (not a counter reset_stats clears)
         self.api_key = api_key
         self.seed = seed
         self.owned_by = owned_by  # GET /models' owner; "vllm" makes clients treat this server as vLLM
@@ -485,6 +494,7 @@ class FakeOpenAIServer:
             "files_created": self._batch_counts["files_created"],
             "batch_lines": self._batch_counts["batch_lines"],
             "batch_api_requests": self._batch_counts["api_requests"],
+            "batches_running_max": self._batch_counts["running_max"],
         }
 
     def _on_loop(self, fn: Callable[[], _T]) -> _T:
@@ -781,7 +791,7 @@ class FakeOpenAIServer:
         }
         self._batches[bid] = batch
         self._batch_counts["batches_created"] += 1
-        task = asyncio.get_running_loop().create_task(self._process_batch(batch, lines))
+        task = asyncio.get_running_loop().create_task(self._process_batch(batch, lines, len(self._batches)))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
         return web.json_response(batch)
@@ -843,17 +853,40 @@ class FakeOpenAIServer:
         return True, {"id": f"batch_{rid}", "custom_id": cid, "error": None,
                       "response": {"status_code": 200, "request_id": rid, "body": reply}}
 
-    async def _process_batch(self, batch: dict[str, Any], lines: list[str]) -> None:
+    async def _process_batch(self, batch: dict[str, Any], lines: list[str], nth: int) -> None:
         plan = self.batch_plan
         await asyncio.sleep(0)
+
+        def invalid(code: str, message: str, line: int | None) -> None:
+            batch.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
+                {"code": code, "message": message, "param": None, "line": line}]})
+
+        size = len(self._files[batch["input_file_id"]]["_data"])
+        if len(lines) > plan.max_lines:  # the whole file is refused before any line runs, as OpenAI's validation does
+            invalid("too_many_requests", f"The input file holds {len(lines)} requests; a batch may hold at most "
+                                         f"{plan.max_lines}.", None)
+            return
+        if size > plan.max_bytes:
+            invalid("file_too_large", f"The input file is {size} bytes; a batch input file may be at most "
+                                      f"{plan.max_bytes} bytes.", None)
+            return
         for i, line in enumerate(lines, 1):  # a line that is not JSON fails the whole batch, as OpenAI's validation does
             try:
                 json.loads(line)
             except ValueError:
-                batch.update(status="failed", failed_at=int(time.time()), errors={"object": "list", "data": [
-                    {"code": "invalid_json_line", "message": f"line {i} is not valid JSON", "param": None, "line": i}]})
+                invalid("invalid_json_line", f"line {i} is not valid JSON", i)
                 return
         batch.update(status="in_progress", in_progress_at=int(time.time()))
+        self._batches_running += 1
+        self._batch_counts["running_max"] = max(self._batch_counts["running_max"], self._batches_running)
+        try:
+            await self._answer_batch(batch, lines, nth)
+        finally:
+            self._batches_running -= 1
+
+    async def _answer_batch(self, batch: dict[str, Any], lines: list[str], nth: int) -> None:
+        plan = self.batch_plan
+        expires = plan.expire_after is not None and (plan.expiring is None or nth in plan.expiring)
         ok: list[str] = []
         bad: list[str] = []
         counts = batch["request_counts"]
@@ -862,7 +895,7 @@ class FakeOpenAIServer:
             if batch["status"] == "cancelling":
                 end = "cancelled"
                 break
-            if plan.expire_after is not None and i >= plan.expire_after:
+            if expires and plan.expire_after is not None and i >= plan.expire_after:
                 end = "expired"
                 break
             if plan.line_seconds > 0:
