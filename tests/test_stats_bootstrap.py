@@ -190,3 +190,19 @@ def test_paired_difference_detects_a_shifted_candidate() -> None:
 def test_paired_difference_requires_aligned_items() -> None:
     with pytest.raises(ValueError, match="aligned"):
         paired_difference(np.array([0.5, 1.0]), np.array([0.5]), np.array([0, 1]))
+
+
+def test_memoised_and_streamed_draws_give_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A large run's draws are too big to keep and are streamed block by block; they must be the very same draws.
+    import evalsuite.stats._bootstrap as bootstrap
+
+    scores = np.random.default_rng(3).beta(0.5, 0.5, size=400)
+    clusters = np.repeat(np.arange(200), 2)
+    bootstrap._compact_counts.cache_clear()
+    memoised = cluster_bootstrap(scores, clusters, n_resamples=3_000, method="bca", seed=5)
+    assert bootstrap._compact_counts.cache_info().currsize == 1
+    monkeypatch.setattr(bootstrap, "_CACHE_BYTES", 0)
+    monkeypatch.setattr(bootstrap, "_BLOCK_ELEMENTS", 200 * 7)  # 7 resamples per block, one block held at a time
+    streamed = cluster_bootstrap(scores, clusters, n_resamples=3_000, method="bca", seed=5)
+    assert streamed == memoised
+    assert bootstrap._compact_counts.cache_info().currsize == 1  # nothing more was kept

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -23,8 +23,9 @@ Method = Literal["percentile", "bca"]
 
 # Elements per block of the resample count matrix (float64): 16 MiB, whatever the number of clusters.
 _BLOCK_ELEMENTS = 1 << 21
-# Count matrices up to this size (10,000 resamples x 200 questions) are memoised; two at most are kept.
-_CACHE_ELEMENTS = 1 << 21
+# Draws of up to this many counts (10,000 resamples x 3,355 questions) are memoised as small integers (one byte per
+# count in practice, so at most 32 MiB each); two at most are kept.
+_CACHE_BYTES = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -179,32 +180,43 @@ def _resample_means(sums: np.ndarray, sizes: np.ndarray, n_resamples: int, seed:
     return out
 
 
-def _resample_counts(seed: int, n_resamples: int, n_clusters: int) -> tuple[np.ndarray, ...]:
+def _resample_counts(seed: int, n_resamples: int, n_clusters: int) -> Iterator[np.ndarray]:
     """How often each cluster is drawn in each resample, as blocks of rows (counts[r, c], float64).
 
-    A pure function of its arguments; memoised when small, because a report calls the bootstrap dozens of times with
-    the same seed, resample count and question count (every candidate, every pair) and drawing is the dominant cost.
+    A pure function of its arguments. A report calls the bootstrap dozens of times with the same seed, resample
+    count and question count (every candidate, every turn, every pair) and drawing is the dominant cost, so draws
+    whose counts fit in ``_CACHE_BYTES`` as small integers are memoised in that compact form and widened block by
+    block; larger ones are drawn block by block and never held whole (10,000 resamples of 100,000 questions would
+    be 8 GB of float64).
     """
-    if n_resamples * n_clusters <= _CACHE_ELEMENTS:
-        return _cached_counts(seed, n_resamples, n_clusters)
-    return _draw_counts(seed, n_resamples, n_clusters)
+    if n_resamples * n_clusters <= _CACHE_BYTES:
+        for compact in _compact_counts(seed, n_resamples, n_clusters):
+            yield compact.astype(np.float64)
+        return
+    yield from _draw_counts(seed, n_resamples, n_clusters)
 
 
-def _draw_counts(seed: int, n_resamples: int, n_clusters: int) -> tuple[np.ndarray, ...]:
+def _draw_counts(seed: int, n_resamples: int, n_clusters: int) -> Iterator[np.ndarray]:
+    """The count blocks of one seeded draw, one at a time (the same stream of draws whatever is kept)."""
     rng = np.random.default_rng(seed)
     rows_per_block = max(1, _BLOCK_ELEMENTS // n_clusters)
-    blocks = []
     for start in range(0, n_resamples, rows_per_block):  # blocks of resamples bound memory; not one per resample
         rows = min(rows_per_block, n_resamples - start)
         index = rng.integers(0, n_clusters, size=(rows, n_clusters))
         flat = (index + n_clusters * np.arange(rows)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=rows * n_clusters).reshape(rows, n_clusters).astype(np.float64)
-        counts.flags.writeable = False  # shared through the memo
-        blocks.append(counts)
+        yield np.bincount(flat, minlength=rows * n_clusters).reshape(rows, n_clusters).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=2)
+def _compact_counts(seed: int, n_resamples: int, n_clusters: int) -> tuple[np.ndarray, ...]:
+    """:func:`_draw_counts` kept as the smallest unsigned integers that hold every count exactly (a count is at most
+    the number of clusters, and in practice a few units: one byte each)."""
+    blocks = []
+    for counts in _draw_counts(seed, n_resamples, n_clusters):
+        compact = counts.astype(np.min_scalar_type(int(counts.max())))
+        compact.flags.writeable = False  # shared through the memo
+        blocks.append(compact)
     return tuple(blocks)
-
-
-_cached_counts = functools.lru_cache(maxsize=2)(_draw_counts)
 
 
 def _bca_levels(
