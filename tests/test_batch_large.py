@@ -157,19 +157,23 @@ def test_killed_run_reattaches_to_every_batch_in_flight(tmp_path: Path, question
             if len(running) == 3 and max(done for _, _, done in running) >= 2:
                 break
             time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         in_flight = _server_batches(srv)
         assert len(in_flight) == 3 and all(status == "in_progress" and done < LIMIT for _, status, done in in_flight), \
             f"the kill should land while 3 batches run: {in_flight}"
         assert _judgments(tmp_path / "run") == []
+        # every batch id was in the run store before the kill
+        assert {r[0] for r in _rows(tmp_path / "run", "SELECT batch_id FROM batches")} == {b for b, _, _ in in_flight}
 
         res = subprocess.run([sys.executable, "-c", CLI_WITH_LIMITS, *args], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         stats = srv.stats()
-    reattached = set(re.findall(r"re-attached to batch (\S+) ", res.stderr))
-    assert reattached == {bid for bid, _, _ in in_flight}  # all three, none asked again
+    # all three re-attached from the run store (not found again by their input files), none asked again
+    reattached = set(re.findall(r"re-attached to batch (\S+) \(10 calls, status [a-z_]+\)", res.stderr))
+    assert reattached == {bid for bid, _, _ in in_flight}
     assert len(re.findall(r"submitted batch ", res.stderr)) == FILES - 3  # files only for calls no batch held
     # every call asked exactly once across both runs, never more than 3 batches at once
     assert (stats["batches_created"], stats["files_created"], stats["batch_lines"]) == (FILES, FILES, JUDGE_CALLS)
