@@ -260,6 +260,19 @@ def test_rounds_fitted_in_blocks_give_the_same_intervals(monkeypatch: pytest.Mon
         assert r1.ci_high_at_mean == pytest.approx(r2.ci_high_at_mean, abs=1e-9)
 
 
+def test_hessians_without_the_outer_products_give_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past a few hundred thousand battles the row outer products are not kept; the per-round Gram path is the same fit.
+    battles = _style_judge_battles({"m1": 0.4, "m2": 0.0}, {"m1": 2.0, "m2": 3.0}, judge=(1.5, 30.0), n_questions=50)
+    kept = _fit(battles, n_rounds=60)
+    monkeypatch.setattr(evalsuite.stats._style, "_OUTER_ELEMENTS", 0)
+    gram = _fit(battles, n_rounds=60)
+    for r1, r2 in zip(kept.win_rates, gram.win_rates):
+        assert r1.win_rate_at_zero == pytest.approx(r2.win_rate_at_zero, abs=1e-12)
+        assert r1.ci_low_at_zero == pytest.approx(r2.ci_low_at_zero, abs=1e-9)
+        assert r1.ci_high_at_mean == pytest.approx(r2.ci_high_at_mean, abs=1e-9)
+    assert [c.estimate for c in kept.coefficients] == pytest.approx([c.estimate for c in gram.coefficients], abs=1e-12)
+
+
 def test_a_model_that_wins_every_battle_gets_a_finite_rate_near_one() -> None:
     battles = _style_judge_battles({"m": 0.0}, {"m": 2.0}, judge=(1.0, 20.0), n_questions=40)
     battles["score"] = [1.0 if a == "m" else 0.0 for a in battles["a"]]

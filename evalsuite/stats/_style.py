@@ -64,6 +64,8 @@ _NEWTON_TOL = 1e-10  # largest parameter step (logits) at which every round coun
 _MAX_HALVINGS = 40
 # Rounds are fitted in blocks of at most this many (round, battle) weights: 32 MiB per (rounds, battles) array.
 _BLOCK_ELEMENTS = 1 << 22
+# The design's row outer products (battles x parameters^2) are kept up to this many elements: 256 MiB.
+_OUTER_ELEMENTS = 1 << 25
 # A column whose values (or reference std) spread less than this is constant: no style signal to fit.
 _MIN_SPREAD = 1e-12
 
@@ -339,14 +341,17 @@ def style_controlled_win_rates(
     cluster_index = cluster_index.ravel()
     n_clusters = int(cluster_index.max()) + 1
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_clusters, size=(n_rounds, n_clusters))
-    offsets = (draws + n_clusters * np.arange(n_rounds)[:, None]).ravel()
-    cluster_weights = np.bincount(offsets, minlength=n_rounds * n_clusters).reshape(n_rounds, n_clusters)
     block = max(1, _BLOCK_ELEMENTS // n)
     params_rounds = np.empty((n_rounds, params_hat.size))
     played = np.empty((n_rounds, free.size), dtype=bool)  # did the model play in the round
     for start in range(0, n_rounds, block):
-        weights = cluster_weights[start : start + block, cluster_index].astype(np.float64)  # (rounds, battles)
+        # Each block's rounds are drawn when fitted (the same stream of draws as all at once), so no (rounds,
+        # questions) matrix is held: 1,000 rounds of 100,000 questions would be 0.8 GB.
+        rows = min(block, n_rounds - start)
+        draws = rng.integers(0, n_clusters, size=(rows, n_clusters))
+        offsets = (draws + n_clusters * np.arange(rows)[:, None]).ravel()
+        cluster_weights = np.bincount(offsets, minlength=rows * n_clusters).reshape(rows, n_clusters)
+        weights = cluster_weights[:, cluster_index].astype(np.float64)  # (rounds, battles)
         params_rounds[start : start + block] = _fit(design, offset, scores, weights, params_hat)
         played[start : start + block] = (weights @ np.abs(incidence[:, free])) > 0
 
@@ -441,8 +446,11 @@ def _fit(
     """
     n_rounds, n_params = weights.shape[0], design.shape[1]
     total = weights.sum(axis=1, keepdims=True)
-    # Row outer products of the design, flattened: the Hessian of every round is one matrix product away.
-    outer = (design[:, :, None] * design[:, None, :]).reshape(design.shape[0], n_params * n_params)
+    # Row outer products of the design, flattened: the Hessian of every round is one matrix product away. Past
+    # _OUTER_ELEMENTS (a few hundred thousand battles) they are not kept, and each round's Hessian is its own
+    # weighted Gram matrix (same arithmetic, memory of the design only).
+    outer = (None if design.shape[0] * n_params * n_params > _OUTER_ELEMENTS
+             else (design[:, :, None] * design[:, None, :]).reshape(design.shape[0], n_params * n_params))
     ridge = _RIDGE / total[:, :, None] * np.eye(n_params)  # (R, P, P)
     params = np.tile(start, (n_rounds, 1))
     value = _objective(params, design, offset, outcome, weights)
@@ -450,7 +458,10 @@ def _fit(
         p = expit(params @ design.T + offset)
         grad = (weights * (p - outcome)) @ design / total + _RIDGE * params / total
         curvature = weights * p * (1.0 - p) / total
-        hess = (curvature @ outer).reshape(n_rounds, n_params, n_params) + ridge
+        if outer is not None:
+            hess = (curvature @ outer).reshape(n_rounds, n_params, n_params) + ridge
+        else:
+            hess = np.stack([(design.T * c) @ design for c in curvature]) + ridge
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         decrement = (grad * step).sum(axis=1)  # g^T H^-1 g >= 0
         t = np.ones(n_rounds)
