@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from evalsuite.backends import NullProgress
 from evalsuite.config import JudgingOptions, ModelSpec
 from evalsuite.judge import plan_grade_requests, plan_judge_requests, plan_requests, run_judge
@@ -76,3 +78,34 @@ def test_two_judge_runs_differing_only_in_seed_share_no_cache_entry(tmp_path: Pa
     assert (again.requested, again.cached) == (0, 8)  # same settings: every call is cached
     assert (reseeded.requested, reseeded.cached) == (8, 0)  # another seed: every call is asked again
     assert len(keys) == 8  # the store holds the latest judgment per slot, under the new seed's keys
+
+
+def test_a_large_benchmark_is_judged_in_chunks_of_questions_with_the_same_verdicts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalsuite.judge import _calls
+
+    questions = [Question(f"q{i}", "writing", (f"Question {i}?", f"More on {i}.")) for i in range(5)]
+    answers = [Answer(m, q.question_id, (f"{m} one {q.question_id}", f"{m} two {q.question_id}"))
+               for m in ("sft", "dpo") for q in questions]
+    titles: list[str] = []
+
+    def progress(title: str, total: int) -> _Bar:
+        titles.append(f"{title}: {total}")
+        return _Bar()
+
+    verdicts = []
+    with FakeOpenAIServer(strengths={"sft": 0.0, "dpo": 1.0}) as srv:
+        judge = replace(JUDGE, base_url=srv.base_url)
+        for chunk, run in ((_calls.CHUNK_QUESTIONS, "whole"), (2, "chunked")):
+            monkeypatch.setattr(_calls, "CHUNK_QUESTIONS", chunk)
+            with RunStore(tmp_path / run) as store:
+                store.put_questions(questions)
+                store.put_answers(answers)
+                summary = run_judge(judge, [("dpo", "sft")], questions, store, JudgingOptions(), progress=progress)
+                again = run_judge(judge, [("dpo", "sft")], questions, store, JudgingOptions(), progress=progress)
+                verdicts.append(sorted((j.question_id, j.turn, j.model_a, j.verdict) for j in store.judgments("judge")))
+            assert (summary.requested, summary.cached, again.requested, again.cached) == (20, 0, 0, 20)
+        assert srv.stats()["by_model"] == {"judge": 40}
+    assert verdicts[0] == verdicts[1]
+    assert titles == ["judge (judge): 20", "judge (judge) questions 1-2 of 5: 8", "judge (judge) questions 3-4 of 5: 8",
+                      "judge (judge) questions 5-5 of 5: 4"]

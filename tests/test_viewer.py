@@ -132,6 +132,23 @@ def test_matches_are_those_of_the_results_sorted_for_review_with_stable_unique_l
     assert data["questions"]["q2"]["reference"] == ["4", "6"]
 
 
+def test_a_capped_page_keeps_the_first_matches_in_review_order_and_says_so(tmp_path: Path) -> None:
+    results = make_run(tmp_path)
+    with RunStore(tmp_path) as store:
+        whole = viewer_data(store, results, max_matches=0)
+        capped = viewer_data(store, results, max_matches=4)
+    assert whole["matches_total"] == capped["matches_total"] == len(whole["matches"]) == 12
+    assert capped["matches"] == whole["matches"][:4]  # inconsistent and losses come first
+    kept = {m["question_id"] for m in capped["matches"]}
+    assert set(capped["questions"]) == kept and all(set(a) <= kept for a in capped["answers"].values())
+    page = build_viewer(results, capped, plots=False)
+    assert "Showing the first 4 of 12 matches" in page
+    assert "Showing the first" not in build_viewer(results, whole, plots=False)
+    res = run_cli("view", "--run-dir", str(tmp_path), "--max-matches", "2", "--out", "v.html", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(_data_block((tmp_path / "v.html").read_text(encoding="utf-8")))["matches"]) == 2
+
+
 def test_match_ids_follow_the_documented_shape() -> None:
     assert match_id("81", 2, "dpo-b0.1", "sft", "sft") == "q81-t2-dpo-b0.1"
     assert match_id("q81", 2, "dpo-b0.1", "sft", "sft") == "q81-t2-dpo-b0.1"

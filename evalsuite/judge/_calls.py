@@ -293,17 +293,37 @@ def run_calls(
     retry_errors: bool = False,
     backend: ChatBackend | None = None,
 ) -> JudgeSummary:
-    """Plan (:func:`plan_requests`), ask and store: the judge stage for pairwise judging and for grading alike."""
+    """Plan (:func:`plan_requests`), ask and store: the judge stage for pairwise judging and for grading alike.
+
+    Past ``CHUNK_QUESTIONS`` questions the stage plans and asks one chunk of questions at a time (one backend for
+    all), so the rendered prompts held at once stay bounded however large the benchmark (docs/performance.md)."""
     answers = stored_answers(store, sorted({m for g in groups for m in g}))
     label = judge_label(judge)
-    requests, cached, missing = plan_requests(
-        judge, kind, groups, questions, answers, store.judgment_index(label), template, retry_errors=retry_errors
-    )
-    if not requests:
-        return JudgeSummary(label, 0, cached, 0, missing)
-    title = f"{'judge' if kind == 'pairwise' else 'grade'} ({label})"
-    requested, errors = ask_judge(judge, requests, store, title, progress, backend)
+    done = store.judgment_index(label)
+    chunks = [questions[i:i + CHUNK_QUESTIONS] for i in range(0, len(questions), CHUNK_QUESTIONS)] or [questions]
+    own = make_backend(judge) if len(chunks) > 1 and backend is None else None
+    requested = errors = cached = missing = 0
+    try:
+        for i, chunk in enumerate(chunks):
+            requests, c, m = plan_requests(judge, kind, groups, chunk, answers, done, template,
+                                           retry_errors=retry_errors)
+            cached, missing = cached + c, missing + m
+            if not requests:
+                continue
+            title = f"{'judge' if kind == 'pairwise' else 'grade'} ({label})"
+            if len(chunks) > 1:
+                title += f" questions {i * CHUNK_QUESTIONS + 1}-{i * CHUNK_QUESTIONS + len(chunk)} of {len(questions)}"
+            r, e = ask_judge(judge, requests, store, title, progress, backend or own)
+            requested, errors = requested + r, errors + e
+    finally:
+        if own is not None:
+            own.close()
     return JudgeSummary(label, requested, cached, errors, missing)
+
+
+# Questions planned and asked at once by the judge stage: every question of a normal benchmark, while 100,000
+# questions x 12 candidates would otherwise hold ~13 GB of rendered prompts before the first call.
+CHUNK_QUESTIONS = 2_000
 
 
 def run_judge(

@@ -136,12 +136,21 @@ def _sort_rank(m: ViewerMatch) -> int:
     return _RANK["inconsistent"] if m.inconsistent else _RANK[m.result]
 
 
-def viewer_data(store: RunStore, results: Results) -> dict[str, Any]:
+# The most matches one page embeds by default: every match of a normal run (80 questions x 12 candidates x 2 turns is
+# under 2,000), while a 100,000-question run would otherwise write a page of about 2 GB that no browser opens
+# (docs/performance.md). Past it the page keeps the matches that come first in its order (inconsistent, losses,
+# errors, ties, wins) and says how many it left out.
+MAX_VIEWER_MATCHES = 20_000
+
+
+def viewer_data(store: RunStore, results: Results, max_matches: int | None = MAX_VIEWER_MATCHES) -> dict[str, Any]:
     """Everything the page shows besides the leaderboard, as JSON-ready records.
 
     Matches are built from the store's judgments by the judge, reconciliation mode, questions and models named in
     ``results`` (the same pairing and orientation the results were computed from), then sorted: inconsistent
-    first, then losses, errors, ties and wins; within a rank by benchmark order, turn and candidate.
+    first, then losses, errors, ties and wins; within a rank by benchmark order, turn and candidate. At most
+    ``max_matches`` of them are kept, the first in that order (None or 0: all), with the answers and questions they
+    need; ``matches_total`` says how many there were.
     """
     baseline: str = results.baseline
     candidates: list[str] = list(results.candidates)
@@ -184,10 +193,16 @@ def viewer_data(store: RunStore, results: Results) -> dict[str, Any]:
     cand_rank = {c: i for i, c in enumerate(candidates)}
     rows.sort(key=lambda r: (_sort_rank(r), position[r.question_id], r.turn, cand_rank.get(r.x, len(cand_rank)), r.y))
 
+    total = len(rows)
+    if max_matches and total > max_matches:
+        rows = rows[:max_matches]
+        shown = {r.question_id for r in rows}
+        questions = {qid: q for qid, q in questions.items() if qid in shown}
     answers: dict[str, dict[str, list[str]]] = {}
     for model in sorted(models):
         answers[model] = {qid: list(a.turns) for qid, a in store.answers(model).items() if qid in questions}
     return {
+        "matches_total": total,
         "baseline": baseline,
         "candidates": candidates,
         "judge": judge,
@@ -555,6 +570,10 @@ def build_viewer(results: Results, data: Mapping[str, Any], *, plots: bool = Tru
         f"{len(matches)} matches ({sum((m['xy'] is not None) + (m['yx'] is not None) for m in matches)} judgments "
         f"by {data.get('judge')}, {data.get('mode')} reconciliation): {n_inc} inconsistent, {n_err} errors."
     )
+    total = int(data.get("matches_total", len(matches)))
+    if total > len(matches):
+        summary += (f" Showing the first {len(matches)} of {total} matches (inconsistent, losses and errors first); "
+                    "`evalsuite view --max-matches 0` writes them all.")
     return _PAGE.format(
         csp=_CSP,
         title=html.escape(f"evalsuite viewer: candidates vs {results.baseline}"),
@@ -568,13 +587,14 @@ def build_viewer(results: Results, data: Mapping[str, Any], *, plots: bool = Tru
 
 
 def write_viewer(run_dir: str | Path, results: Results, out: str | Path | None = None, *,
-                 plots: bool = True) -> Path:
-    """Write the viewer of the run in ``run_dir`` (default ``run_dir/viewer.html``, atomically); returns its path."""
+                 plots: bool = True, max_matches: int | None = MAX_VIEWER_MATCHES) -> Path:
+    """Write the viewer of the run in ``run_dir`` (default ``run_dir/viewer.html``, atomically); returns its path.
+    ``max_matches``: the most matches embedded (``viewer_data``)."""
     run_dir = Path(run_dir)
     if not (run_dir / DB_NAME).is_file():
         raise InputError(f"no run store {str(run_dir / DB_NAME)!r}", fix="pass the --run-dir of a finished compare")
     with RunStore(run_dir) as store:
-        data = viewer_data(store, results)
+        data = viewer_data(store, results, max_matches)
     page = build_viewer(results, data, plots=plots)
     path = Path(out) if out is not None else run_dir / VIEWER_FILE
     return atomic_write_text(path, page)
