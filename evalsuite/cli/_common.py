@@ -41,8 +41,8 @@ _judging_options: list[Callable[[Any], Any]] = [
 
 _batch_options: list[Callable[[Any], Any]] = [
     click.option("--batch", "batch", is_flag=True,
-                 help="Send pending calls as an OpenAI Batch file (openai: Batch API, half price; vllm: run_batch); "
-                      "a re-run re-attaches to a batch still running."),
+                 help="Send pending calls as OpenAI Batch files (openai: Batch API, half price, several files past one "
+                      "file's limits; vllm: run_batch); a re-run re-attaches to every batch still running."),
     click.option("--batch-retry", type=click.Choice(["live", "batch"]), default="live", show_default=True,
                  help="Failed batch lines: ask them again live, or in a follow-up batch."),
     click.option("--batch-poll", type=float, default=10.0, show_default=True, help="Seconds between batch status checks."),
