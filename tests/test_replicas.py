@@ -217,7 +217,9 @@ def test_an_empty_or_duplicate_list_is_an_input_error(urls: list[str], message: 
         make_backend(_spec(urls))
 
 
-def test_an_unreachable_replica_at_start_is_named_before_any_work(replicas: tuple[FakeOpenAIServer, FakeOpenAIServer]) -> None:
+def test_an_unreachable_replica_at_start_is_named_before_any_work(replicas: tuple[FakeOpenAIServer, FakeOpenAIServer],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai_backend, "_REACHED", set())  # a port an earlier test's server used counts as new here
     a, _ = replicas
     dead = f"http://127.0.0.1:{_free_port()}/v1"
     backend = OpenAIBackend(_spec([a.base_url, dead]))
@@ -270,6 +272,49 @@ def test_compare_over_two_replicas(tmp_path: Path, replicas: tuple[FakeOpenAISer
     again = run_cli("compare", "sft", "dpo", "--config", str(cfg), "--quiet", "--run-dir", "run", "--resamples", "200",
                     *sets, cwd=tmp_path)
     assert again.returncode == 0 and _ok(a) + _ok(b) == planned  # nothing asked again
+
+
+def test_compare_goes_on_when_a_replica_is_stopped_mid_run(tmp_path: Path,
+                                                           replicas: tuple[FakeOpenAIServer, FakeOpenAIServer]) -> None:
+    """A compare whose models and judge are served by two replicas; one of them stops after answering 20 calls. The
+    compare finishes without an error, every call answered exactly once between the two, and a re-run asks nothing."""
+    import threading
+
+    from evalsuite import api
+    from evalsuite.report.results import StatsOptions
+
+    a, b = replicas
+    questions = write_questions(tmp_path / "questions.jsonl", 12)
+    cfg = write_config(tmp_path / "evalsuite.toml", a.base_url, STRENGTHS, questions)
+    both = f'["{a.base_url}", "{b.base_url}"]'
+    sets = [f"models.sft.base_url={both}", f"models.dpo.base_url={both}", f"judge.base_url={both}"]
+    done = threading.Event()
+
+    def stop_b() -> None:
+        while not done.is_set():
+            if _ok(b) >= 20:
+                b.stop()
+                return
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=stop_b)
+    watcher.start()
+    try:
+        results = api.compare("sft", ["dpo"], config=cfg, run_dir=tmp_path / "run", overrides=sets,
+                              stats=StatsOptions(n_resamples=200, bt_rounds=20))
+    finally:
+        done.set()
+        watcher.join()
+    planned = 2 * 12 * 2 + 12 * 2 * 2  # generation (2 models x 2 turns) + judging (2 turns x 2 orders)
+    stopped_at = _ok(b)
+    assert 20 <= stopped_at < planned // 2  # b really went away mid-run
+    assert _ok(a) + stopped_at == planned  # nothing lost, nothing asked twice
+    c = results.comparisons[0]
+    assert (c.n, c.errors) == (24, 0)
+    # the same list again, its dead replica included: this process reached it before, so it is taken out, not fatal
+    again = api.compare("sft", ["dpo"], config=cfg, run_dir=tmp_path / "run", overrides=sets,
+                        stats=StatsOptions(n_resamples=200, bt_rounds=20))
+    assert _ok(a) + stopped_at == planned and again.comparisons[0].n == 24  # everything was stored: nothing asked
 
 
 # ------------------------------------------------------------------------------------------- identity

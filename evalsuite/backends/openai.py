@@ -57,6 +57,9 @@ EJECT_AFTER_FAILURES = 3
 COOLDOWN_S = 1.0
 COOLDOWN_CAP_S = 60.0
 PREFLIGHT_TIMEOUT_S = 10.0
+# Replica URLs this process has reached: one of them that refuses a later stage's start check went down mid-run and
+# is taken out like any failing replica; only a replica never reached is "unreachable at start" (one line, exit 2).
+_REACHED: set[str] = set()
 PROBATION_WAIT_S = 0.05  # how often a call waiting for a replica's probation slot looks again
 
 
@@ -190,12 +193,17 @@ class ReplicaPool:
             return  # already out: the calls it held as it went down do not lengthen its cool-down
         replica.failures_in_row += 1
         if refused or replica.probation or replica.failures_in_row >= EJECT_AFTER_FAILURES:
-            cooldown = min(COOLDOWN_CAP_S, COOLDOWN_S * 2 ** replica.ejections_in_row)
-            replica.out_until = self._clock() + cooldown
-            replica.ejections_in_row += 1
-            replica.failures_in_row = 0
-            replica.probation = True
-            replica.stats = replace(replica.stats, ejections=replica.stats.ejections + 1)
+            self.take_out(replica)
+
+    def take_out(self, replica: Replica) -> None:
+        """Take ``replica`` out for its cool-down (doubling with each ejection in a row, capped); it comes back on
+        probation."""
+        cooldown = min(COOLDOWN_CAP_S, COOLDOWN_S * 2 ** replica.ejections_in_row)
+        replica.out_until = self._clock() + cooldown
+        replica.ejections_in_row += 1
+        replica.failures_in_row = 0
+        replica.probation = True
+        replica.stats = replace(replica.stats, ejections=replica.stats.ejections + 1)
 
 
 class _FailFastAioHttpClient(openai.DefaultAioHttpClient):
@@ -293,10 +301,20 @@ class OpenAIBackend:
 
     async def _check_replicas(self, pool: "ReplicaPool") -> None:
         """Every replica once, in parallel, before any work: the first one (in list order) that is unreachable or
-        refuses the key stops the run."""
+        refuses the key stops the run, unless this process reached it before (it went down mid-run: it is taken out
+        and its calls go to the others)."""
         async def check(replica: Replica) -> None:
             assert replica.client is not None
-            replica.prefill = await self._list_models(replica.client, replica.url)
+            try:
+                replica.prefill = await self._list_models(replica.client, replica.url)
+            except InputError as exc:
+                if replica.url not in _REACHED or "unreachable" not in str(exc):
+                    raise
+                print(f"replica {replica.url} of {self.spec.name!r} went down; its calls go to the others",
+                      file=sys.stderr)
+                pool.take_out(replica)
+                return
+            _REACHED.add(replica.url)
 
         outcomes = await asyncio.gather(*(check(r) for r in pool.replicas), return_exceptions=True)
         for outcome in outcomes:
