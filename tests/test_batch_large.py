@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,8 +22,8 @@ from typing import Any
 
 import pytest
 from conftest import run_cli, write_config
+from test_batch import _NoBar, _rows  # the same helpers as the one-file tests
 
-from evalsuite.backends import NullProgress
 from evalsuite.backends.batch import BatchBackend, BatchOptions, plan_batch_files
 from evalsuite.bench import BenchSpec, load_benchmark
 from evalsuite.config import JudgingOptions, ModelSpec
@@ -44,30 +43,9 @@ CLI_WITH_LIMITS = ("import sys; from evalsuite.backends.batch import FileLimits,
                    "from evalsuite.cli import main; main(sys.argv[1:])")
 
 
-def _rows(run_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(run_dir / "evalsuite.sqlite")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def _judgments(run_dir: Path) -> list[tuple[Any, ...]]:
     return _rows(run_dir, "SELECT cache_key, question_id, turn, model_a, model_b, raw, verdict FROM judgments "
                           "ORDER BY cache_key")
-
-
-class _NoBar:
-    """A stage progress factory that shows nothing."""
-
-    def __init__(self, *args: Any) -> None:
-        pass
-
-    def __enter__(self) -> NullProgress:
-        return NullProgress()
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _answered(tmp_path: Path, srv: FakeOpenAIServer, questions: Path) -> Path:
