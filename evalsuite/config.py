@@ -471,12 +471,20 @@ def _endpoint_identity(spec: ModelSpec) -> tuple[Any, ...]:
     return (spec.backend, tuple(sorted(u.rstrip("/") for u in urls)), spec.model, spec.adapter, spec.revision)
 
 
+def judge_label(spec: ModelSpec) -> str:
+    """The judge's name in records (the key of its judgments in the store): its label, else the endpoint model name,
+    else the checkpoint folder name."""
+    if spec.extra.get("label"):
+        return str(spec.extra["label"])
+    if spec.backend == "openai":
+        return spec.model
+    return Path(spec.adapter or spec.model).name or spec.name
+
+
 def pick_panel(defined: Mapping[str, ModelSpec], names: Sequence[str], *, where: str, what: str = "--judges"
                ) -> dict[str, ModelSpec]:
     """The members ``names`` of the ``[judges.<name>]`` tables ``defined``, checked: each defined and named once,
     no two the same judge (a duplicate vote), no two sharing a judge label (the key of their judgments)."""
-    from evalsuite.judge import judge_label  # evalsuite.judge reads this module's specs
-
     if not defined:
         raise InputError(f"{what} names {', '.join(names)}, but no [judges.<name>] table is defined",
                          where=where, fix="define one [judges.<name>] table per judge of the panel")

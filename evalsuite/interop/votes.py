@@ -71,3 +71,15 @@ def filter_votes(votes: Sequence[Vote], pattern: str | None) -> list[Vote]:
         return list(votes)
     rx = re.compile(pattern)
     return [v for v in votes if rx.search(v.judge)]
+
+
+def vote_score(v: Vote, where: str) -> float:
+    """A vote's score for model_a: 1 picked, 0 the other, 0.5 any "tie..." winner (else a one-line input error)."""
+    if v.winner == "model_a":
+        return 1.0
+    if v.winner == "model_b":
+        return 0.0
+    if v.winner.startswith("tie"):
+        return 0.5
+    raise InputError(f"vote on question {v.question_id} turn {v.turn} has winner {v.winner!r}", where=where,
+                     fix="winner must be model_a, model_b or tie")

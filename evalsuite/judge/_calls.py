@@ -11,11 +11,10 @@ flight together. :func:`ask_judge` sends the planned calls and stores each judgm
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from evalsuite.backends import ChatBackend, ChatRequest, ChatResult, make_backend
-from evalsuite.config import JudgingOptions, ModelSpec
+from evalsuite.config import JudgingOptions, ModelSpec, judge_label
 from evalsuite.errors import InputError
 from evalsuite.generate import model_identity, request_key
 from evalsuite.judge.templates import JudgeTemplate, load_template, select_template
@@ -31,15 +30,6 @@ class JudgeSummary:
     cached: int
     errors: int
     skipped_missing: int  # (pair, question) items not judged because an answer was missing
-
-
-def judge_label(spec: ModelSpec) -> str:
-    """The judge's name in records: its label, else the endpoint model name, else the checkpoint folder name."""
-    if spec.extra.get("label"):
-        return str(spec.extra["label"])
-    if spec.backend == "openai":
-        return spec.model
-    return Path(spec.adapter or spec.model).name or spec.name
 
 
 def _variables(q: Question, a: Answer, b: Answer) -> dict[str, str]:

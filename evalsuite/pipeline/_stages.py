@@ -386,8 +386,7 @@ def human_scores(path: str, baseline: str, candidates: Sequence[str],
     """Human votes (``calibrate --human``'s shape) as scores of the run's oriented matches: the mean over a match's
     votes of 1 (its X picked), 0.5 (a tie) or 0; votes on matches the panel did not judge are left out, and a file
     that labels none of them is an input error."""
-    from evalsuite.interop.votes import read_votes
-    from evalsuite.pipeline.calibrate import vote_score
+    from evalsuite.interop.votes import read_votes, vote_score
 
     if not Path(path).is_file():
         raise InputError("no such vote file", where=path, fix="set [judging] human_labels to a JSON/JSONL file of human votes")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from evalsuite.errors import InputError
+from evalsuite.interop.votes import vote_score
 from evalsuite.report.results import CalibratedRate, CalibrationRow
 from evalsuite.stats import CalibratedWinRate, Vote, WinRateInterval, ppi_win_rate
 
@@ -29,18 +30,6 @@ ItemScores = dict[tuple[str, int], float]
 
 def _rate(w: WinRateInterval) -> CalibratedRate:
     return CalibratedRate(w.win_rate, w.ci_low, w.ci_high, w.n, w.n_questions)
-
-
-def vote_score(v: Vote, where: str) -> float:
-    """A vote's score for model_a: 1 picked, 0 the other, 0.5 any "tie..." winner (else a one-line input error)."""
-    if v.winner == "model_a":
-        return 1.0
-    if v.winner == "model_b":
-        return 0.0
-    if v.winner.startswith("tie"):
-        return 0.5
-    raise InputError(f"vote on question {v.question_id} turn {v.turn} has winner {v.winner!r}", where=where,
-                     fix="winner must be model_a, model_b or tie")
 
 
 def item_scores(votes: Sequence[Vote], orientation: Mapping[frozenset[str], PairKey], where: str) -> dict[PairKey, ItemScores]:
